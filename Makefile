@@ -1,0 +1,44 @@
+# gaze: every target is a one-line call of the `gaze` CLI, so anything here can also be done by hand.
+# Paths come from gaze.toml / GAZE_* variables, or per call: make sdxl-standard DATASET=~/data MODEL=~/sdxl.safetensors
+
+PYTHON ?= python3
+VENV   ?= .venv
+GAZE   := $(VENV)/bin/gaze
+PIN    := $(shell sed -n 's/^tag = "\(.*\)"/\1/p' vendor/sd-scripts.pin)
+REPO   := $(shell sed -n 's/^repository = "\(.*\)"/\1/p' vendor/sd-scripts.pin)
+COMMIT := $(shell sed -n 's/^commit = "\(.*\)"/\1/p' vendor/sd-scripts.pin)
+
+RECIPES := sdxl-standard sd15-standard sd15-uncropped sd15-smoke sdxl-smoke
+GLITCHES := glitch-train-text-encoder glitch-uncropped glitch-no-bucket glitch-crop-flip glitch-high-lr \
+            glitch-caption-dropout glitch-overtrain glitch-mismatched-base glitch-jpeg-inject
+PATHS := $(if $(DATASET),--dataset $(DATASET)) $(if $(MODEL),--model $(MODEL))
+
+.PHONY: setup setup-train test lint vendor args-table recipes $(RECIPES) $(GLITCHES)
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+setup: $(VENV)/bin/python  ## install gaze and its test tools into .venv
+	$(VENV)/bin/pip install -q -e '.[test]'
+
+setup-train: $(VENV)/bin/python  ## also install what sd-scripts needs to train (torch, accelerate, ...)
+	$(VENV)/bin/pip install -q -e '.[train,test]'
+
+test: setup  ## the test suite (tests marked sd_scripts run only with SD_SCRIPTS_DIR set)
+	$(VENV)/bin/python -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check wrapper recipes tests bench
+
+vendor:  ## clone the pinned sd-scripts into vendor/sd-scripts (needs internet)
+	test -d vendor/sd-scripts || git clone --quiet --branch $(PIN) --depth 1 $(REPO) vendor/sd-scripts
+	test "$$(git -C vendor/sd-scripts rev-parse HEAD)" = "$(COMMIT)"
+
+args-table: setup-train  ## regenerate wrapper/kohya/sd_scripts_args.json from the checkout
+	$(VENV)/bin/python -m wrapper.kohya.interface
+
+recipes: setup
+	$(GAZE) recipes
+
+$(RECIPES) $(GLITCHES): setup
+	$(GAZE) config $@ --out configs/$@ $(PATHS)

@@ -1,0 +1,111 @@
+"""Glitch techniques and tweaks of the research log, as modifiers: functions Recipe -> Recipe.
+
+Each applies to any recipe and combines with the others: `sd15-standard+no-bucket+high-lr=3e-4`.
+Glitches are labelled as deliberate in every config, run folder and report; tweaks are not.
+"""
+
+from __future__ import annotations
+
+from wrapper.errors import RecipeError
+from wrapper.recipe import Recipe, evolve
+from wrapper.registry import Modifier
+
+OVERTRAIN_THRESHOLD = 5000  # the log: past 5000 steps a run counts as over-trained
+
+
+def train_text_encoder(r: Recipe, _: str | None) -> Recipe:
+    return evolve(r, training={"train_text_encoder": True})
+
+
+def uncropped(r: Recipe, _: str | None) -> Recipe:
+    longest = max(r.data.resolution)
+    return evolve(r, prep={"mode": "uncropped"}, data={"buckets": {"enabled": True,
+                  "max_reso": max(r.data.buckets.max_reso, 2 * longest if r.family == "sdxl" else 1024)}})
+
+
+def no_bucket(r: Recipe, _: str | None) -> Recipe:
+    # Without buckets (and without random crop) sd-scripts refuses any image that is not exactly
+    # the resolution, so the preparation stretches every image to it: that distortion is the glitch.
+    return evolve(r, prep={"mode": "stretch", "stretch_to": r.data.resolution}, data={"buckets": {"enabled": False}})
+
+
+def crop_flip(r: Recipe, _: str | None) -> Recipe:
+    return evolve(r, data={"random_crop": True, "flip": True})
+
+
+def _scaled_lr(r: Recipe, value: str) -> Recipe:
+    lr = float(value)
+    ratio = r.optimizer.text_encoder_lr / r.optimizer.unet_lr
+    return evolve(r, optimizer={"unet_lr": lr, "text_encoder_lr": lr * ratio})
+
+
+def high_lr(r: Recipe, value: str | None) -> Recipe:
+    if float(value) < 2e-4:
+        raise RecipeError(f"high-lr={value}: the log's high learning rates start at 2e-4; use lr={value} instead")
+    return _scaled_lr(r, value)
+
+
+def caption_dropout(r: Recipe, value: str | None) -> Recipe:
+    return evolve(r, data={"caption_dropout_rate": float(value)})
+
+
+def overtrain(r: Recipe, value: str | None) -> Recipe:
+    steps = int(value)
+    if steps <= OVERTRAIN_THRESHOLD:
+        raise RecipeError(f"overtrain={value}: over-training means more than {OVERTRAIN_THRESHOLD} steps")
+    return evolve(r, training={"max_train_steps": steps})
+
+
+def mismatched_base(r: Recipe, value: str | None) -> Recipe:
+    return r.replace(base_model=value)
+
+
+def _jpeg_value(value: str) -> tuple[float, int]:
+    fraction, _, quality = value.partition(":")
+    return float(fraction), int(quality or 10)
+
+
+def jpeg_inject(r: Recipe, value: str | None) -> Recipe:
+    fraction, quality = _jpeg_value(value)
+    return evolve(r, prep={"jpeg_fraction": fraction, "jpeg_quality": quality})
+
+
+def lr(r: Recipe, value: str | None) -> Recipe:
+    return _scaled_lr(r, value)
+
+
+def steps(r: Recipe, value: str | None) -> Recipe:
+    return evolve(r, training={"max_train_steps": int(value)})
+
+
+def dim(r: Recipe, value: str | None) -> Recipe:
+    new = int(value)
+    return evolve(r, network={"dim": new, "alpha": r.network.alpha * new / r.network.dim})
+
+
+_LR = frozenset({"high-lr", "lr"})
+_STEPS = frozenset({"overtrain", "steps"})
+_FRAMING = frozenset({"uncropped", "no-bucket"})
+
+MODIFIERS = (
+    Modifier("train-text-encoder", train_text_encoder, "train LoRA modules in the text encoder(s) too"),
+    Modifier("uncropped", uncropped, "train on uncropped images, aspect-ratio buckets on", conflicts=_FRAMING),
+    Modifier(
+        "no-bucket", no_bucket, "buckets off: every image stretched to the fixed resolution", conflicts=_FRAMING
+    ),
+    Modifier("crop-flip", crop_flip, "random crop and horizontal flip augmentation"),
+    Modifier("high-lr", high_lr, "learning rate 2e-4 or higher (text-encoder LR scaled alike)",
+             default="2e-4", conflicts=_LR),
+    Modifier("caption-dropout", caption_dropout, "drop the whole caption with this probability",
+             default="0.1"),
+    Modifier("overtrain", overtrain, "train far past 5000 steps", default="10000", conflicts=_STEPS, parse=int),
+    Modifier("mismatched-base", mismatched_base,
+             "train on a base checkpoint other than the family's own (a model name from settings)",
+             default="mismatched", parse=str),
+    Modifier("jpeg-inject", jpeg_inject, "re-encode a seeded fraction of images as low-quality JPEG (FRACTION:QUALITY)",
+             default="0.25:10", parse=_jpeg_value),
+    Modifier("lr", lr, "learning-rate tweak (text-encoder LR scaled alike)", glitch=False, default="5e-5",
+             conflicts=_LR),
+    Modifier("steps", steps, "step-count tweak", glitch=False, default="1200", conflicts=_STEPS, parse=int),
+    Modifier("dim", dim, "network_dim tweak (alpha scaled alike)", glitch=False, default="192", parse=int),
+)

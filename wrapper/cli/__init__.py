@@ -1,0 +1,48 @@
+"""The `gaze` command line: thin click commands over the library.
+
+Each command group lives in its own module and is registered here.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from wrapper.errors import GazeError
+
+
+class GazeGroup(click.Group):
+    """Print a GazeError as one clear message and exit 1, unless --debug asks for the traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except GazeError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=GazeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show the full traceback on errors.")
+@click.version_option(package_name="gaze")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """Run systematic LoRA experiments on Stable Diffusion with kohya-ss sd-scripts.
+
+    Example: gaze config sd15-standard+no-bucket+high-lr=3e-4 --out configs/
+    """
+    ctx.ensure_object(dict)["debug"] = debug
+
+
+def _register() -> None:
+    from wrapper.cli import recipes as recipe_commands
+
+    for module in (recipe_commands,):
+        for command in module.COMMANDS:
+            main.add_command(command)
+
+
+_register()

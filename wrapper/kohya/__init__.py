@@ -1,0 +1,1 @@
+"""Everything that knows sd-scripts' file formats, arguments and checkout layout."""

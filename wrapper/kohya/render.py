@@ -1,0 +1,237 @@
+"""Recipe -> the three files sd-scripts reads: dataset config, training-arguments file, sample prompts.
+
+Pure functions: the same recipe and places always give the same dicts and text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wrapper.errors import ConfigError, collect
+from wrapper.recipe import SAMPLERS, Recipe
+
+SCRIPTS = {"sd15": "train_network.py", "sdxl": "sdxl_train_network.py"}
+ATTENTION_FLAGS = {"sdpa": "sdpa", "xformers": "xformers", "mem_eff": "mem_eff_attn"}
+# sd-scripts matches these at the start of *every* " --"-separated part of a prompt line, the
+# prompt itself included (library/train_util.py line_to_prompt_dict)
+PROMPT_OPTION_WORDS = ("w ", "h ", "d ", "s ", "l ", "g ", "n ", "ss ", "cn ", "ctr ", "rcfg ", "fs ")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Places:
+    """Where one rendering points: machine paths, decided by the caller, never by a recipe."""
+
+    image_dir: Path
+    model: Path
+    output_dir: Path
+    logging_dir: Path
+    sample_prompts: Path
+    output_name: str
+    tokenizer_cache_dir: Path | None = None
+    attention: str = "sdpa"  # the resolved backend: sdpa, xformers, mem_eff or none
+
+
+def script_for(recipe: Recipe) -> str:
+    return SCRIPTS[recipe.family]
+
+
+def latents_cacheable(recipe: Recipe) -> bool:
+    return not (recipe.data.random_crop or recipe.data.color_aug)
+
+
+def text_encoder_outputs_cacheable(recipe: Recipe) -> bool:
+    d = recipe.data
+    return (
+        recipe.family == "sdxl"
+        and not recipe.training.train_text_encoder
+        and not (d.shuffle_caption or d.caption_dropout_rate or d.caption_tag_dropout_rate)
+    )
+
+
+def _auto(explicit: bool | None, possible: bool) -> bool:
+    return possible if explicit is None else explicit
+
+
+def render_dataset(recipe: Recipe, places: Places) -> dict[str, Any]:
+    """The dataset config: one DreamBooth-style dataset with one subset (the prepared images)."""
+    d, b = recipe.data, recipe.data.buckets
+    dataset: dict[str, Any] = {
+        "resolution": list(d.resolution),
+        "batch_size": recipe.training.batch_size,
+        "enable_bucket": b.enabled,
+    }
+    if b.enabled:
+        dataset |= {
+            "min_bucket_reso": b.min_reso,
+            "max_bucket_reso": b.max_reso,
+            "bucket_reso_steps": b.reso_steps,
+            "bucket_no_upscale": b.no_upscale,
+        }
+    if d.validation_split > 0:
+        dataset |= {"validation_split": float(d.validation_split), "validation_seed": d.validation_seed}
+    subset = {
+        "image_dir": str(places.image_dir),
+        "num_repeats": d.num_repeats,
+        "caption_extension": d.caption_extension,
+        "shuffle_caption": d.shuffle_caption,
+        "keep_tokens": d.keep_tokens,
+        "random_crop": d.random_crop,
+        "flip_aug": d.flip,
+        "color_aug": d.color_aug,
+        "caption_dropout_rate": float(d.caption_dropout_rate),
+        "caption_tag_dropout_rate": float(d.caption_tag_dropout_rate),
+    }
+    dataset["subsets"] = [subset]
+    return {"general": {}, "datasets": [dataset]}
+
+
+def _deliberate_note(recipe: Recipe, model_family: str | None = None) -> str:
+    parts = [f"gaze recipe {recipe.name}"]
+    if recipe.glitches:
+        parts.append("deliberate glitches: " + ", ".join(recipe.glitches))
+    if recipe.base_model != "default":
+        parts.append(f"deliberately mismatched base model {recipe.base_model!r}")
+    return "; ".join(parts)
+
+
+def render_arguments(recipe: Recipe, places: Places, dataset_config: Path) -> dict[str, dict[str, Any]]:
+    """The training-arguments file, grouped into tables (sd-scripts flattens one level)."""
+    t, o, n, s = recipe.training, recipe.optimizer, recipe.network, recipe.sampling
+    model: dict[str, Any] = {"pretrained_model_name_or_path": str(places.model)}
+    if places.tokenizer_cache_dir is not None:
+        model["tokenizer_cache_dir"] = str(places.tokenizer_cache_dir)
+    for flag in ("v2", "v_parameterization", "no_half_vae"):
+        if getattr(t, flag):
+            model[flag] = True
+
+    network: dict[str, Any] = {
+        "network_module": n.module,
+        "network_dim": n.dim,
+        "network_alpha": float(n.alpha),
+        "network_train_unet_only": not t.train_text_encoder,
+    }
+    if n.dropout is not None:
+        network["network_dropout"] = float(n.dropout)
+    if n.args:
+        network["network_args"] = list(n.args)
+
+    optimizer: dict[str, Any] = {
+        "optimizer_type": o.type,
+        "learning_rate": float(o.unet_lr),
+        "unet_lr": float(o.unet_lr),
+        "lr_scheduler": o.scheduler,
+        "lr_warmup_steps": o.warmup_steps,
+        "max_grad_norm": float(o.max_grad_norm),
+    }
+    if t.train_text_encoder:
+        optimizer["text_encoder_lr"] = float(o.text_encoder_lr)
+    if o.args:
+        optimizer["optimizer_args"] = list(o.args)
+
+    training: dict[str, Any] = {
+        "max_train_steps": t.max_train_steps,
+        "gradient_accumulation_steps": t.gradient_accumulation_steps,
+        "seed": t.seed,
+        "mixed_precision": t.mixed_precision,
+        "gradient_checkpointing": t.gradient_checkpointing,
+        "cache_latents": _auto(t.cache_latents, latents_cacheable(recipe)),
+        "max_data_loader_n_workers": t.max_data_loader_n_workers,
+        "persistent_data_loader_workers": t.persistent_data_loader_workers,
+    }
+    if places.attention in ATTENTION_FLAGS:
+        training[ATTENTION_FLAGS[places.attention]] = True
+    if t.full_bf16:
+        training["full_bf16"] = True
+    if recipe.family == "sdxl":
+        training["cache_text_encoder_outputs"] = _auto(
+            t.cache_text_encoder_outputs, text_encoder_outputs_cacheable(recipe)
+        )
+    if t.max_token_length != 75:
+        training["max_token_length"] = t.max_token_length
+    for key in ("noise_offset", "min_snr_gamma"):
+        if getattr(t, key) is not None:
+            training[key] = float(getattr(t, key))
+    if t.clip_skip is not None:
+        training["clip_skip"] = t.clip_skip
+
+    saving: dict[str, Any] = {
+        "output_dir": str(places.output_dir),
+        "output_name": places.output_name,
+        "save_model_as": "safetensors",
+        "save_precision": t.save_precision,
+        "save_state": t.save_state,
+        "metadata_title": recipe.name,
+        "training_comment": _deliberate_note(recipe),
+    }
+    if t.save_every_n_steps is not None:
+        saving["save_every_n_steps"] = t.save_every_n_steps
+
+    tables: dict[str, dict[str, Any]] = {
+        "model": model,
+        "network": network,
+        "optimizer": optimizer,
+        "training": training,
+        "saving": saving,
+        "logging": {"logging_dir": str(places.logging_dir), "log_with": "tensorboard"},
+        "dataset": {"dataset_config": str(dataset_config)},
+    }
+    if s.prompts and s.every_n_steps:
+        tables["sampling"] = {
+            "sample_prompts": str(places.sample_prompts),
+            "sample_every_n_steps": s.every_n_steps,
+            "sample_sampler": SAMPLERS[s.sampler],
+        }
+    if recipe.extra_args:
+        tables["extra"] = dict(recipe.extra_args)
+    return tables
+
+
+def _plain_number(value: float) -> str:
+    """A decimal without exponent: sd-scripts reads --l with the pattern [\\d.]+."""
+    text = f"{value:f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def prompt_text_problems(text: str, what: str) -> list[str]:
+    """Why `text` cannot travel through a sd-scripts .txt prompt line unchanged, if it cannot."""
+    problems = []
+    if "\n" in text or "\r" in text:
+        problems.append(f"{what} {text!r} contains a line break")
+    if " --" in text:
+        problems.append(f"{what} {text!r} contains ' --', which sd-scripts reads as an option")
+    if text != text.strip():
+        problems.append(f"{what} {text!r} starts or ends with white space, which sd-scripts strips")
+    if text.lower().startswith(PROMPT_OPTION_WORDS):
+        problems.append(f"{what} {text!r} starts like a prompt option ({text.split(' ')[0]} ...)")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        problems.append(f"{what} {text!r} is not encodable as UTF-8")
+    return problems
+
+
+def render_prompts(recipe: Recipe) -> str:
+    """sample_prompts.txt: one line per prompt with its negative prompt, size, seed, CFG, steps, sampler."""
+    s = recipe.sampling
+    problems: list[str] = []
+    lines = ["# sample prompts of recipe " + recipe.name.replace("\n", " ")]
+    for i, p in enumerate(s.prompts):
+        problems += prompt_text_problems(p.prompt, f"sampling.prompts[{i}].prompt")
+        if p.prompt.startswith("#") or not p.prompt:
+            problems.append(f"sampling.prompts[{i}].prompt {p.prompt!r}: empty or starting with '#'")
+        if p.negative:
+            problems += prompt_text_problems(p.negative, f"sampling.prompts[{i}].negative")
+        width = p.width or recipe.data.resolution[0]
+        height = p.height or recipe.data.resolution[1]
+        parts = [p.prompt]
+        if p.negative:
+            parts.append(f"n {p.negative}")
+        parts += [f"w {width}", f"h {height}"]
+        if p.seed is not None:
+            parts.append(f"d {p.seed}")
+        parts += [f"l {_plain_number(s.cfg)}", f"s {s.steps}", f"ss {SAMPLERS[s.sampler]}"]
+        lines.append(" --".join(parts))
+    collect(problems, ConfigError, f"recipe {recipe.name!r}: sample prompts cannot be written exactly")
+    return "\n".join(lines) + "\n"

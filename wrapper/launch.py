@@ -1,0 +1,152 @@
+"""The only module that starts processes.
+
+Children run in their own session (so a terminal's Ctrl-C reaches only us), their output is
+teed line by line to a log file and a callback, and SIGINT/SIGTERM are forwarded to the whole
+process group, escalating to SIGKILL after a grace period.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    """How a child process ended."""
+
+    returncode: int
+    interrupted: bool
+    duration_s: float
+
+
+class _GroupStopper:
+    """Forward a stop request to a process group: the same signal, then SIGTERM, then SIGKILL."""
+
+    def __init__(self, proc: subprocess.Popen, grace_s: float) -> None:
+        self.proc = proc
+        self.grace_s = grace_s
+        self.requested = False
+        self._thread: threading.Thread | None = None
+
+    def request(self, signum: int) -> None:
+        self.requested = True
+        self._signal(signum)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._escalate, daemon=True)
+            self._thread.start()
+
+    def _escalate(self) -> None:
+        for follow_up in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                self.proc.wait(timeout=self.grace_s)
+                return
+            except subprocess.TimeoutExpired:
+                self._signal(follow_up)
+
+    def _signal(self, signum: int) -> None:
+        try:
+            os.killpg(self.proc.pid, signum)
+        except ProcessLookupError:
+            pass
+
+
+def _split_lines(buffer: bytes) -> tuple[list[bytes], bytes]:
+    """Split on newlines and carriage returns (progress bars redraw with \\r); keep the tail."""
+    parts = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+    return parts[:-1], parts[-1]
+
+
+def run_streaming(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    log_path: Path,
+    on_line: Callable[[str], None] | None = None,
+    grace_s: float = 20.0,
+) -> ProcessResult:
+    """Run argv to completion, appending its combined output to log_path and feeding on_line.
+
+    Ctrl-C or SIGTERM sent to this process is forwarded to the child's process group; the
+    result then has `interrupted=True`.
+    """
+    start = time.monotonic()
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        stopper = _GroupStopper(proc, grace_s)
+        previous = _install_forwarding(stopper)
+        try:
+            _pump(proc, log, on_line)
+            returncode = proc.wait()
+        finally:
+            _restore(previous)
+            if proc.poll() is None:  # we are leaving because of an exception: never orphan the child
+                stopper.request(signal.SIGTERM)
+                proc.wait()
+    return ProcessResult(returncode, stopper.requested, time.monotonic() - start)
+
+
+def _pump(proc: subprocess.Popen, log, on_line: Callable[[str], None] | None) -> None:
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    pending = b""
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        log.write(chunk)
+        log.flush()
+        lines, pending = _split_lines(pending + chunk)
+        if on_line:
+            for line in lines:
+                on_line(line.decode("utf-8", "replace"))
+    if pending and on_line:
+        on_line(pending.decode("utf-8", "replace"))
+
+
+def _install_forwarding(stopper: _GroupStopper) -> dict[int, object]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous = {}
+    for signum in FORWARDED_SIGNALS:
+        previous[signum] = signal.signal(signum, lambda s, _frame: stopper.request(s))
+    return previous
+
+
+def _restore(previous: dict[int, object]) -> None:
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+
+
+def run_captured(
+    argv: Sequence[str], *, cwd: Path | None = None, env: Mapping[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run a short helper process (a probe) and capture its output as text."""
+    return subprocess.run(
+        list(argv),
+        cwd=cwd,
+        env=None if env is None else dict(env),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -1,0 +1,115 @@
+"""Where this machine keeps datasets, checkpoints and runs: said once, overridable per command.
+
+Precedence: command-line option > environment variable > settings file (`gaze.toml` in the
+working directory, or the file named by $GAZE_SETTINGS) > built-in default.
+
+    dataset = "~/data/fashion"            # GAZE_DATASET
+    runs_dir = "runs"                     # GAZE_RUNS_DIR
+    cache_dir = ".cache"                  # GAZE_CACHE_DIR (prepared datasets, demo models)
+    tokenizer_cache_dir = "~/tokenizers"  # GAZE_TOKENIZER_CACHE_DIR (optional, offline tokenizers)
+    recipes = "my_recipes.py"             # GAZE_RECIPES (your own recipes and modifiers)
+    [models]                              # GAZE_MODEL_<NAME>, e.g. GAZE_MODEL_SD15
+    sd15 = "~/models/v1-5-pruned-emaonly.safetensors"
+    sdxl = "~/models/sd_xl_base_1.0.safetensors"
+    mismatched = "~/models/another-base.safetensors"   # used by the mismatched-base modifier
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from wrapper.errors import GazeError, did_you_mean
+from wrapper.recipe import Recipe
+
+KEYS = ("dataset", "runs_dir", "cache_dir", "tokenizer_cache_dir", "models", "recipes")
+
+
+@dataclass(frozen=True)
+class Settings:
+    dataset: Path | None = None
+    runs_dir: Path = Path("runs")
+    cache_dir: Path = Path(".cache")
+    tokenizer_cache_dir: Path | None = None
+    models: dict[str, Path] = field(default_factory=dict)
+    recipes: Path | None = None  # a Python file of the user's own RECIPES / MODIFIERS
+    origin: str = "defaults"  # the settings file read, for messages
+
+
+def _env_name(model: str) -> str:
+    return "GAZE_MODEL_" + model.upper().replace("-", "_")
+
+
+def settings_path(cwd: Path | None = None) -> Path:
+    explicit = os.environ.get("GAZE_SETTINGS")
+    return Path(explicit).expanduser() if explicit else (cwd or Path.cwd()) / "gaze.toml"
+
+
+def load_settings(path: Path | None = None, env: dict[str, str] | None = None) -> Settings:
+    """Read the settings file (if any) and let the environment override it."""
+    env = dict(os.environ if env is None else env)
+    path = path or settings_path()
+    raw: dict = {}
+    if path.is_file():
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise GazeError(f"{path}: not valid TOML: {exc}") from None
+        for key in raw:
+            if key not in KEYS:
+                raise GazeError(f"{path}: unknown setting {key!r}{did_you_mean(key, KEYS)}")
+        if not isinstance(raw.get("models", {}), dict):
+            raise GazeError(f'{path}: [models] must be a table of name = "path"')
+    base = path.parent
+
+    def place(value: str | None) -> Path | None:
+        return None if not value else (base / Path(value).expanduser())
+
+    models = {name: place(value) for name, value in raw.get("models", {}).items()}
+    for name, value in env.items():
+        if name.startswith("GAZE_MODEL_") and value:
+            models[name.removeprefix("GAZE_MODEL_").lower().replace("_", "-")] = Path(value).expanduser()
+
+    def pick(key: str, default: Path | None = None) -> Path | None:
+        from_env = env.get(f"GAZE_{key.upper()}")
+        return Path(from_env).expanduser() if from_env else (place(raw.get(key)) or default)
+
+    return Settings(
+        dataset=pick("dataset"),
+        runs_dir=pick("runs_dir", Path("runs")),
+        cache_dir=pick("cache_dir", Path(".cache")),
+        tokenizer_cache_dir=pick("tokenizer_cache_dir"),
+        recipes=pick("recipes"),
+        models=models,
+        origin=str(path) if path.is_file() else "defaults",
+    )
+
+
+def model_name(recipe: Recipe) -> str:
+    """The settings name of the checkpoint a recipe trains on: its family's, or the mismatched one."""
+    return recipe.family if recipe.base_model == "default" else recipe.base_model
+
+
+def dataset_for(settings: Settings, override: str | os.PathLike | None) -> Path:
+    if override:
+        return Path(override).expanduser()
+    if settings.dataset is None:
+        raise GazeError(
+            'no dataset: pass --dataset DIR, set GAZE_DATASET, or put `dataset = "DIR"` in gaze.toml'
+        )
+    return settings.dataset
+
+
+def model_for(settings: Settings, recipe: Recipe, override: str | os.PathLike | None) -> Path:
+    if override:
+        return Path(override).expanduser()
+    name = model_name(recipe)
+    if name not in settings.models:
+        known = f" (known: {', '.join(sorted(settings.models))})" if settings.models else ""
+        raise GazeError(
+            f"no checkpoint named {name!r} for recipe {recipe.name!r}{known}: pass --model PATH, set "
+            f'{_env_name(name)}, or add `{name} = "PATH"` under [models] in gaze.toml'
+        )
+    return settings.models[name]
