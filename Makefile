@@ -13,7 +13,8 @@ GLITCHES := glitch-train-text-encoder glitch-uncropped glitch-no-bucket glitch-c
             glitch-caption-dropout glitch-overtrain glitch-mismatched-base glitch-jpeg-inject
 PATHS := $(if $(DATASET),--dataset $(DATASET)) $(if $(MODEL),--model $(MODEL))
 
-.PHONY: setup setup-train test lint vendor args-table recipes $(RECIPES) $(GLITCHES)
+.PHONY: setup setup-train test lint vendor args-table recipes prep audit report demo compare queue sweep \
+        $(RECIPES) $(GLITCHES)
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,5 +41,26 @@ args-table: setup-train  ## regenerate wrapper/kohya/sd_scripts_args.json from t
 recipes: setup
 	$(GAZE) recipes
 
-$(RECIPES) $(GLITCHES): setup
-	$(GAZE) config $@ --out configs/$@ $(PATHS)
+prep: setup  ## crop DATASET to 832x1216 / 1216x832 into the cache: make prep DATASET=~/data
+	$(GAZE) prep $(DATASET) --op crop-orientation
+
+audit: setup  ## check images, captions, CLIP token lengths: make audit DATASET=~/data RESOLUTION=832x1216
+	$(GAZE) audit $(DATASET) $(if $(RESOLUTION),--resolution $(RESOLUTION))
+
+report: setup  ## make report RUN=runs/sd15-standard/<time>-<id>
+	$(GAZE) report $(RUN)
+
+demo: setup-train  ## the whole job offline: random-weight SD1.5, synthetic photos, a real short training, a report
+	$(GAZE) demo $(if $(FAMILY),--family $(FAMILY))
+
+$(RECIPES) $(GLITCHES): setup-train  ## train one recipe: make sdxl-standard DATASET=... MODEL=...
+	$(GAZE) run $@ $(PATHS)
+
+queue: setup-train  ## make queue QUEUE="sd15-standard sd15-uncropped"
+	$(GAZE) queue $(QUEUE) $(PATHS)
+
+sweep: setup-train  ## make sweep BASE=sd15-standard MODIFIERS="no-bucket crop-flip"
+	$(GAZE) sweep $(BASE) $(MODIFIERS) $(PATHS)
+
+compare: setup  ## make compare RUNS="runs/a/... runs/b/..."
+	$(GAZE) compare $(RUNS)

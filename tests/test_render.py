@@ -109,3 +109,11 @@ def test_paths_with_any_characters_read_back_exactly(tmp_path: Path):
     assert dataset["datasets"][0]["subsets"][0]["image_dir"] == str(odd)
     assert interface.flatten(toml.loads(r.texts()["config.toml"]))["pretrained_model_name_or_path"] == str(
         odd / "m.safetensors")
+
+
+def test_each_image_folder_becomes_a_subset():
+    p = places()
+    p = p.__class__(**{**p.__dict__, "more_image_dirs": (Path("/data/fashion/looks"),)})
+    subsets = configs.render(registry.recipes["sd15-standard"], p, Path("/x")).dataset["datasets"][0]["subsets"]
+    assert [s["image_dir"] for s in subsets] == ["/data/fashion", "/data/fashion/looks"]
+    assert subsets[0] | {"image_dir": ""} == subsets[1] | {"image_dir": ""}

@@ -10,7 +10,7 @@ def flatten_dict(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in data.items():
         name = f"{prefix}{key}"
-        if isinstance(value, dict):
+        if isinstance(value, dict) and value:
             flat.update(flatten_dict(value, f"{name}."))
         else:
             flat[name] = value

@@ -88,7 +88,7 @@ class Training:
     save_precision: SavePrecision = "fp16"
     save_every_n_steps: int | None = None
     save_state: bool = True  # resumable: accelerate state saved with every LoRA
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool | None = None  # None: on where memory is short (see training.py)
     attention: Attention = "auto"  # auto: xformers when installed and on a GPU, else torch SDPA
     cache_latents: bool | None = None  # None: on whenever no random crop / colour augmentation
     cache_text_encoder_outputs: bool | None = None  # SDXL; None: on whenever the text encoders are frozen
@@ -182,9 +182,7 @@ def evolve(recipe: Recipe, **groups: dict[str, Any]) -> Recipe:
     return dataclasses.replace(recipe, **changes)
 
 
-def _positive(
-    problems: list[str], where: str, value: float | int | None, *, allow_zero: bool = False
-) -> None:
+def _positive(problems: list[str], where: str, value: float | int | None, *, allow_zero: bool = False) -> None:
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):

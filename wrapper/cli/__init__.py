@@ -38,9 +38,9 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 
 def _register() -> None:
-    from wrapper.cli import recipes as recipe_commands
+    from wrapper.cli import data, generate, recipes, reports, training
 
-    for module in (recipe_commands,):
+    for module in (recipes, training, data, reports, generate):
         for command in module.COMMANDS:
             main.add_command(command)
 

@@ -11,8 +11,6 @@ import click
 
 from wrapper.errors import ConfigError, DatasetError, TrainerNotFound
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}  # sd-scripts' IMAGE_EXTENSIONS, lower-cased
-
 
 def current_registry(settings=None):
     """Built-in recipes plus the user's own recipe file, if the settings name one."""
@@ -37,10 +35,11 @@ def checkout_or_table(sd_scripts: str | None, use_table: bool):
 
 
 def require_images(dataset: Path) -> None:
+    from wrapper.images import IMAGE_SUFFIXES
     if not dataset.is_dir():
         raise DatasetError(f"dataset directory {dataset} does not exist")
     if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in dataset.iterdir() if p.is_file()):
-        raise DatasetError(f"dataset directory {dataset} has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise DatasetError(f"dataset directory {dataset} has no images ({', '.join(IMAGE_SUFFIXES)})")
 
 
 sd_scripts_option = click.option(

@@ -44,10 +44,43 @@ def trainer_env(checkout: Path, base: dict[str, str] | None = None) -> dict[str,
     """The environment sd-scripts runs in: its checkout importable, the hub never contacted."""
     env = dict(os.environ if base is None else base)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(checkout), env.get("PYTHONPATH", "")]))
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8")
+    env.update(
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        PYTHONUNBUFFERED="1",
+        PYTHONIOENCODING="utf-8",
+        PYTHONWARNINGS="ignore::SyntaxWarning",
+    )  # v0.10.1's deepspeed_utils trips one at import
     return env
 
 
 def trainer_python() -> str:
     """The interpreter that runs sd-scripts: the one gaze runs in (the `train` extra installs into it)."""
     return sys.executable
+
+
+def clone_pinned(dest: Path = VENDORED) -> Path:
+    """Clone the pinned tag into `dest` (needs internet); explain exactly what to do when that fails."""
+    from wrapper.launch import run_captured
+
+    pin = pinned()
+    done = run_captured(
+        ["git", "clone", "--quiet", "--branch", pin["tag"], "--depth", "1", pin["repository"], str(dest)], timeout=600
+    )
+    if done.returncode != 0:
+        raise TrainerNotFound(
+            f"no sd-scripts checkout, and cloning {pin['repository']} failed ({done.stderr.strip()[-200:]}). "
+            f"On a machine with internet run `git clone --branch {pin['tag']} {pin['repository']} "
+            f"vendor/sd-scripts` (commit {pin['commit']}) and copy it here, or set SD_SCRIPTS_DIR to a checkout."
+        )
+    return find_checkout(dest)
+
+
+def ensure_checkout(explicit: str | os.PathLike | None = None) -> Path:
+    """find_checkout, falling back to cloning the pin into vendor/sd-scripts when nothing is configured."""
+    try:
+        return find_checkout(explicit)
+    except TrainerNotFound:
+        if explicit or os.environ.get("SD_SCRIPTS_DIR") or VENDORED.exists():
+            raise
+        return clone_pinned()

@@ -42,6 +42,15 @@ def ask_checkout(checkout: Path, dataset_tomls: list[Path]) -> tuple[dict[str, A
     return result, result.pop("dataset_errors")
 
 
+def preflight(checkout: Path, dataset_toml: Path) -> tuple[dict[str, Any], list[str], dict[str, Any]]:
+    """Interface, dataset-schema errors and the trainer's device, from one child process."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "preflight.json"
+        _probe(checkout, ["preflight", str(dataset_toml), str(out)])
+        result = json.loads(out.read_text(encoding="utf-8"))
+    return result, result.pop("dataset_errors")[str(dataset_toml)], result.pop("device")
+
+
 def _probe(checkout: Path, args: list[str]) -> None:
     from wrapper.kohya.checkout import PROJECT_ROOT, trainer_env, trainer_python
     from wrapper.launch import run_captured
@@ -55,6 +64,7 @@ def _probe(checkout: Path, args: list[str]) -> None:
 
 
 # --- training arguments -------------------------------------------------------------------
+
 
 def _type_ok(value: Any, type_name: str | None) -> bool:
     number = isinstance(value, int | float) and not isinstance(value, bool)
@@ -72,8 +82,14 @@ def _type_ok(value: Any, type_name: str | None) -> bool:
 def _expected(fact: dict[str, Any]) -> str:
     if fact["kind"] in ("storetrue", "storefalse"):
         return "true or false"
-    name = {None: "a string", "str": "a string", "Path": "a path string", "int": "an integer",
-            "float": "a number", "int_or_float": "an integer, or a float below 1 (a fraction)"}
+    name = {
+        None: "a string",
+        "str": "a string",
+        "Path": "a path string",
+        "int": "an integer",
+        "float": "a number",
+        "int_or_float": "an integer, or a float below 1 (a fraction)",
+    }
     base = name.get(fact["type"], f"a value for {fact['type']}")
     if fact["nargs"] in ("*", "+"):
         base = f"an array of {base.removeprefix('a ').removeprefix('an ')}s"
@@ -118,6 +134,7 @@ def flatten(tables: dict[str, Any]) -> dict[str, Any]:
 
 # --- dataset config ------------------------------------------------------------------------
 
+
 def _schema_value_ok(value: Any, spec: str) -> bool:
     def one(v: Any, kind: str) -> bool:
         if kind == "bool":
@@ -141,8 +158,11 @@ def _schema_value_ok(value: Any, spec: str) -> bool:
 
 def dataset_levels(schema: dict[str, dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
     """Allowed keys per level of a DreamBooth-style dataset config (train_network's sanitizer)."""
-    ascendable = {**schema["SUBSET_ASCENDABLE_SCHEMA"], **schema["DB_SUBSET_ASCENDABLE_SCHEMA"],
-                  **schema["DO_SUBSET_ASCENDABLE_SCHEMA"]}
+    ascendable = {
+        **schema["SUBSET_ASCENDABLE_SCHEMA"],
+        **schema["DB_SUBSET_ASCENDABLE_SCHEMA"],
+        **schema["DO_SUBSET_ASCENDABLE_SCHEMA"],
+    }
     upper = {**schema["DATASET_ASCENDABLE_SCHEMA"], **ascendable}
     return {"general": upper, "datasets": upper, "subsets": {**ascendable, **schema["DB_SUBSET_DISTINCT_SCHEMA"]}}
 
@@ -178,6 +198,7 @@ def dataset_problems(config: dict[str, Any], schema: dict[str, dict[str, Any]], 
 
 
 # --- the committed table ---------------------------------------------------------------------
+
 
 def generate_table(checkout: Path) -> dict[str, Any]:
     """The committed table's content, read from a checkout (its pin recorded alongside)."""

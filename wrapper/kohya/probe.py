@@ -5,6 +5,8 @@
         config schema (what wrapper/kohya/sd_scripts_args.json is generated from)
     python -m wrapper.kohya.probe check DATASET.toml [DATASET.toml ...] OUT.json
         the same, plus sd-scripts' own ConfigSanitizer verdict on each dataset config
+    python -m wrapper.kohya.probe preflight DATASET.toml OUT.json
+        the same for one dataset config, plus the device the trainer will see
 
 The checkout must be importable (PYTHONPATH); results go to OUT.json because sd-scripts logs to stdout.
 """
@@ -103,12 +105,33 @@ def check_dataset(path: str) -> list[str]:
     return []
 
 
+def device() -> dict[str, Any]:
+    """What the trainer's torch sees: CUDA devices, bf16 support, xformers."""
+    import importlib.util
+
+    import torch
+
+    cuda = torch.cuda.is_available()
+    return {
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cuda_available": cuda,
+        "device_count": torch.cuda.device_count() if cuda else 0,
+        "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
+        "bf16": bool(torch.cuda.is_bf16_supported()) if cuda else True,
+        "memory_gib": torch.cuda.get_device_properties(0).total_memory / 1024**3 if cuda else None,
+        "xformers": importlib.util.find_spec("xformers") is not None,
+    }
+
+
 def main(argv: list[str]) -> int:
     command, *rest = argv
     if command == "interface":
         result = interface()
     elif command == "check":
         result = {**interface(), "dataset_errors": {path: check_dataset(path) for path in rest[:-1]}}
+    elif command == "preflight":
+        result = {**interface(), "dataset_errors": {rest[0]: check_dataset(rest[0])}, "device": device()}
     else:
         print(f"unknown probe command {command!r}", file=sys.stderr)
         return 2

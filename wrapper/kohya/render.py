@@ -30,7 +30,9 @@ class Places:
     sample_prompts: Path
     output_name: str
     tokenizer_cache_dir: Path | None = None
+    more_image_dirs: tuple[Path, ...] = ()  # sub-folders with images: sd-scripts reads one folder per subset
     attention: str = "sdpa"  # the resolved backend: sdpa, xformers, mem_eff or none
+    gradient_checkpointing: bool | None = None  # the device's answer for recipes that leave it open
 
 
 def script_for(recipe: Recipe) -> str:
@@ -72,7 +74,6 @@ def render_dataset(recipe: Recipe, places: Places) -> dict[str, Any]:
     if d.validation_split > 0:
         dataset |= {"validation_split": float(d.validation_split), "validation_seed": d.validation_seed}
     subset = {
-        "image_dir": str(places.image_dir),
         "num_repeats": d.num_repeats,
         "caption_extension": d.caption_extension,
         "shuffle_caption": d.shuffle_caption,
@@ -83,7 +84,8 @@ def render_dataset(recipe: Recipe, places: Places) -> dict[str, Any]:
         "caption_dropout_rate": float(d.caption_dropout_rate),
         "caption_tag_dropout_rate": float(d.caption_tag_dropout_rate),
     }
-    dataset["subsets"] = [subset]
+    folders = (places.image_dir, *places.more_image_dirs)
+    dataset["subsets"] = [{"image_dir": str(folder), **subset} for folder in folders]
     return {"general": {}, "datasets": [dataset]}
 
 
@@ -135,7 +137,10 @@ def render_arguments(recipe: Recipe, places: Places, dataset_config: Path) -> di
         "gradient_accumulation_steps": t.gradient_accumulation_steps,
         "seed": t.seed,
         "mixed_precision": t.mixed_precision,
-        "gradient_checkpointing": t.gradient_checkpointing,
+        "gradient_checkpointing": _auto(
+            t.gradient_checkpointing,
+            places.gradient_checkpointing if places.gradient_checkpointing is not None else recipe.family == "sdxl",
+        ),
         "cache_latents": _auto(t.cache_latents, latents_cacheable(recipe)),
         "max_data_loader_n_workers": t.max_data_loader_n_workers,
         "persistent_data_loader_workers": t.persistent_data_loader_workers,
@@ -174,7 +179,8 @@ def render_arguments(recipe: Recipe, places: Places, dataset_config: Path) -> di
         "optimizer": optimizer,
         "training": training,
         "saving": saving,
-        "logging": {"logging_dir": str(places.logging_dir), "log_with": "tensorboard"},
+        # plain log lines (rich wraps them at the terminal width, which breaks log reading)
+        "logging": {"logging_dir": str(places.logging_dir), "log_with": "tensorboard", "console_log_simple": True},
         "dataset": {"dataset_config": str(dataset_config)},
     }
     if s.prompts and s.every_n_steps:
@@ -194,12 +200,15 @@ def _plain_number(value: float) -> str:
     return text or "0"
 
 
-def prompt_text_problems(text: str, what: str) -> list[str]:
-    """Why `text` cannot travel through a sd-scripts .txt prompt line unchanged, if it cannot."""
+def prompt_text_problems(text: str, what: str, option: str = "") -> list[str]:
+    """Why `text` cannot travel through a sd-scripts .txt prompt line unchanged, if it cannot.
+
+    `option` is what precedes the text in its part of the line ("n " for a negative prompt).
+    """
     problems = []
     if "\n" in text or "\r" in text:
         problems.append(f"{what} {text!r} contains a line break")
-    if " --" in text:
+    if " --" in option + text:
         problems.append(f"{what} {text!r} contains ' --', which sd-scripts reads as an option")
     if text != text.strip():
         problems.append(f"{what} {text!r} starts or ends with white space, which sd-scripts strips")
@@ -222,7 +231,7 @@ def render_prompts(recipe: Recipe) -> str:
         if p.prompt.startswith("#") or not p.prompt:
             problems.append(f"sampling.prompts[{i}].prompt {p.prompt!r}: empty or starting with '#'")
         if p.negative:
-            problems += prompt_text_problems(p.negative, f"sampling.prompts[{i}].negative")
+            problems += prompt_text_problems(p.negative, f"sampling.prompts[{i}].negative", option="n ")
         width = p.width or recipe.data.resolution[0]
         height = p.height or recipe.data.resolution[1]
         parts = [p.prompt]

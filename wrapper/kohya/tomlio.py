@@ -50,7 +50,7 @@ def quote(text: str, *, in_array: bool = False) -> str:
     for candidate in _candidates(text):
         try:
             back = toml.loads(f"v = [{candidate}]" if in_array else f"v = {candidate}")["v"]
-        except toml.TomlDecodeError:
+        except Exception:  # toml 0.10.2 also fails with IndexError/ValueError on some valid TOML
             continue
         if back == ([text] if in_array else text):
             return candidate

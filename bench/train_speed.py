@@ -1,0 +1,112 @@
+"""s/step and peak GPU memory of a recipe against the same run with sd-scripts' speed defaults.
+
+    python bench/train_speed.py --family sdxl --steps 40 --out bench-out
+
+Both runs go through gaze's own launcher (prepare_run + launch) on random full-size weights and
+synthetic photos at the recipe's real resolution. "recipe" is the built-in standard recipe;
+"sd-scripts defaults" is the same recipe with every speed/memory flag at sd-scripts' default:
+fp32 (mixed_precision no), plain attention (no sdpa/xformers), no latent or text-encoder caching,
+no gradient checkpointing, 8 non-persistent data-loader workers. s/step is the median time between
+consecutive loss/current points in the TensorBoard log (steps after the first 5); peak GPU memory
+is sampled with NVML every 0.2 s. Needs a CUDA GPU and the train extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import threading
+import time
+from pathlib import Path
+
+from recipes import builtin_registry
+from wrapper.kohya.checkout import find_checkout
+from wrapper.recipe import evolve
+from wrapper.synth import ensure_demo_assets, synth_dataset
+from wrapper.tblog import LOSS_CURRENT, read_run_scalars
+from wrapper.training import RunRequest, launch, prepare_run
+
+DEFAULTS = {"mixed_precision": "no", "full_bf16": False, "attention": "none", "cache_latents": False,
+            "cache_text_encoder_outputs": False, "gradient_checkpointing": False,
+            "max_data_loader_n_workers": 8, "persistent_data_loader_workers": False}
+
+
+class PeakGpuMemory:
+    """Sample the GPU's used memory in a thread; .peak_gib after stop()."""
+
+    def __init__(self) -> None:
+        import pynvml
+
+        pynvml.nvmlInit()
+        self.nvml, self.handle = pynvml, pynvml.nvmlDeviceGetHandleByIndex(0)
+        self.base = self.nvml.nvmlDeviceGetMemoryInfo(self.handle).used
+        self.peak, self.running = 0, True
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    def _sample(self) -> None:
+        while self.running:
+            self.peak = max(self.peak, self.nvml.nvmlDeviceGetMemoryInfo(self.handle).used - self.base)
+            time.sleep(0.2)
+
+    def stop(self) -> float:
+        self.running = False
+        self.thread.join()
+        return self.peak / 1024**3
+
+
+def seconds_per_step(run_dir: Path, skip: int = 5) -> float:
+    frame = read_run_scalars(run_dir)
+    points = frame[frame["tag"] == LOSS_CURRENT].sort_values("step")
+    deltas = points["wall_time"].diff().iloc[skip + 1:]
+    return statistics.median(deltas)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--family", choices=["sd15", "sdxl"], default="sdxl")
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--images", type=int, default=8)
+    parser.add_argument("--cache", type=Path, default=Path(".cache/bench"))
+    parser.add_argument("--out", type=Path, default=Path("bench-out"))
+    args = parser.parse_args()
+
+    registry = builtin_registry()
+    base = registry.resolve(f"{args.family}-standard")
+    recipe = evolve(base, training={"max_train_steps": args.steps, "save_every_n_steps": None, "save_state": False},
+                    sampling={"every_n_steps": None}, optimizer={"warmup_steps": 0})
+    assets = ensure_demo_assets(args.cache, args.family)
+    dataset = synth_dataset(args.cache / f"photos-{args.family}", n=args.images,
+                            sizes=(base.prep.portrait, base.prep.landscape))
+    rows = []
+    variants = (("recipe", recipe),
+                ("recipe + gradient checkpointing", evolve(recipe, training={"gradient_checkpointing": True})),
+                ("sd-scripts defaults", evolve(recipe, training=DEFAULTS)))
+    for label, variant in variants:
+        request = RunRequest(dataset=dataset, model=assets.model_path, runs_dir=args.out / "runs",
+                             cache_dir=args.cache, checkout=find_checkout(),
+                             tokenizer_cache_dir=assets.tokenizer_cache_dir)
+        tag = "-".join(w for w in label.split() if w.isalpha())
+        run_dir, argv, _ = prepare_run(variant.replace(name=f"{variant.name}-{tag}"), request, print)
+        memory = PeakGpuMemory()
+        outcome = launch(run_dir, argv, request.checkout, lambda _line: None, launches=1)
+        peak = memory.stop()
+        if outcome.status.state != "succeeded":
+            print((run_dir / "train.log").read_text()[-4000:])
+            raise SystemExit(f"{label}: {outcome.status}")
+        rows.append((label, seconds_per_step(run_dir), peak, outcome.duration_s))
+        print(f"{label}: {rows[-1][1]:.3f} s/step, peak {peak:.1f} GiB, wall {outcome.duration_s:.0f} s")
+    base_speed = rows[-1][1]
+    lines = [f"{args.family}-standard at {base.data.resolution[0]}x{base.data.resolution[1]}, batch "
+             f"{base.training.batch_size}, {args.steps} steps, {args.images} images", "",
+             "| run | s/step (median) | vs sd-scripts defaults | peak GPU memory | wall (incl. loading, caching) |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {label} | {speed:.3f} | {speed / base_speed:.2f}x | {peak:.1f} GiB | {wall:.0f} s |"
+              for label, speed, peak, wall in rows]
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"train_speed_{args.family}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,280 @@
+"""Commands about datasets: prep (derive a training folder) and audit (check one)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import click
+
+# Kept literal so `gaze --help` need not import the preparation code (a test checks they agree).
+OPERATIONS = ("crop-orientation", "uncropped", "stretch", "jpeg-inject")
+FORMATS = ("webp", "png", "bmp")
+FAMILIES = ("sd15", "sd2", "sdxl")
+COLOURS = {"white": (255, 255, 255), "black": (0, 0, 0), "grey": (128, 128, 128), "gray": (128, 128, 128)}
+
+
+def parse_size(ctx: click.Context | None, param: click.Parameter | None, value: str | None):
+    """'832x1216' -> (832, 1216); a single number means a square."""
+    if value is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*(?:[x×,]\s*(\d+))?\s*", value)
+    if not match or int(match[1]) == 0 or (match[2] and int(match[2]) == 0):
+        raise click.BadParameter(f"{value!r} is not a size like 832x1216")
+    return int(match[1]), int(match[2] or match[1])
+
+
+def parse_colour(ctx: click.Context | None, param: click.Parameter | None, value: str) -> tuple[int, int, int]:
+    """'white', '#ffffff' or '255,255,255' -> (255, 255, 255)."""
+    text = value.strip().lower()
+    if text in COLOURS:
+        return COLOURS[text]
+    if re.fullmatch(r"#[0-9a-f]{6}", text):
+        return tuple(int(text[i : i + 2], 16) for i in (1, 3, 5))
+    parts = text.split(",")
+    if len(parts) == 3 and all(p.strip().isdigit() and int(p) <= 255 for p in parts):
+        return tuple(int(p) for p in parts)
+    raise click.BadParameter(f"{value!r} is not a colour (white, black, grey, #rrggbb or r,g,b)")
+
+
+def _progress(label: str):
+    """A click progress bar as a (done, total) callback; silent when stderr is not a terminal."""
+    state: dict = {}
+
+    def update(done: int, total: int) -> None:
+        if not sys.stderr.isatty():
+            return
+        if "bar" not in state:
+            state["bar"] = click.progressbar(length=total, label=label, file=sys.stderr)
+            state["bar"].__enter__()
+        state["bar"].update(done - state["bar"].pos)
+        if done >= total:
+            state["bar"].__exit__(None, None, None)
+
+    return update
+
+
+@click.command("prep")
+@click.argument("source", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--op",
+    "ops",
+    multiple=True,
+    required=True,
+    type=click.Choice(OPERATIONS),
+    help="Operation; repeat to chain one geometric operation with jpeg-inject.",
+)
+@click.option(
+    "--portrait",
+    default="832x1216",
+    callback=parse_size,
+    show_default=True,
+    help="crop-orientation: size for portrait images.",
+)
+@click.option(
+    "--landscape",
+    default="1216x832",
+    callback=parse_size,
+    show_default=True,
+    help="crop-orientation: size for landscape images.",
+)
+@click.option(
+    "--square",
+    default=None,
+    callback=parse_size,
+    help="crop-orientation: size for square images (default: the portrait size).",
+)
+@click.option("--size", default=None, callback=parse_size, help="stretch: the one fixed size, e.g. 1024x1024.")
+@click.option(
+    "--jpeg-fraction",
+    type=click.FloatRange(0, 1),
+    default=0.1,
+    show_default=True,
+    help="jpeg-inject: share of images to re-encode.",
+)
+@click.option(
+    "--jpeg-quality",
+    type=click.IntRange(1, 100),
+    default=10,
+    show_default=True,
+    help="jpeg-inject: JPEG quality of the re-encoded images.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="jpeg-inject: which images are chosen.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="webp",
+    show_default=True,
+    help="Lossless output format (webp is fast and small; png reads everywhere).",
+)
+@click.option(
+    "--background",
+    default="white",
+    callback=parse_colour,
+    show_default=True,
+    help="What transparent pixels become: a name, #rrggbb or r,g,b.",
+)
+@click.option("--caption-extension", default=".txt", show_default=True)
+@click.option("--allow-empty-captions", is_flag=True, help="Give images without a caption an empty one.")
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where prepared folders live (default: <settings cache_dir>/prepared).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write here instead of the cache (must be new or empty).",
+)
+@click.option("--workers", type=click.IntRange(1), default=None, help="Processes to use (default: all cores).")
+def prep(
+    source: Path | None,
+    ops: tuple[str, ...],
+    portrait,
+    landscape,
+    square,
+    size,
+    jpeg_fraction: float,
+    jpeg_quality: int,
+    seed: int,
+    fmt: str,
+    background,
+    caption_extension: str,
+    allow_empty_captions: bool,
+    cache_dir: Path | None,
+    out: Path | None,
+    workers: int | None,
+) -> None:
+    """Prepare a training folder from SOURCE (default: the settings' dataset); print its path.
+
+    SOURCE is never modified. Square images get the portrait size unless --square is given.
+
+    Example: gaze prep ~/data/fashion --op crop-orientation --op jpeg-inject --jpeg-fraction 0.2
+    """
+    from wrapper.errors import DatasetError
+    from wrapper.images import Geometry
+    from wrapper.prep import JpegInject, Plan, prepare
+
+    source = source or _settings_dataset()
+
+    geometric = [op for op in ops if op != "jpeg-inject"]
+    if len(set(geometric)) > 1:
+        raise DatasetError(f"choose one of {', '.join(geometric)}: they all set the framing")
+    geometry = Geometry(geometric[0] if geometric else "uncropped", portrait, landscape, square, size)
+    jpeg = JpegInject(jpeg_fraction, jpeg_quality, seed) if "jpeg-inject" in ops else None
+    plan = Plan(geometry, jpeg, fmt, background, caption_extension, allow_empty_captions)
+    result = prepare(
+        source, plan, cache_dir or _default_cache(), out=out, workers=workers, progress=_progress(plan.name)
+    )
+    state = "reused" if result.reused else "prepared"
+    click.echo(f"{state} {result.images} images ({plan.name}); manifest {result.manifest.name}", err=True)
+    for warning in result.warnings:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
+    click.echo(str(result.path))
+
+
+def _settings_dataset() -> Path:
+    """The dataset named in the settings (gaze.toml or $GAZE_DATASET), when none is given."""
+    from wrapper.errors import DatasetError
+    from wrapper.settings import load_settings
+
+    dataset = load_settings().dataset
+    if dataset is None:
+        raise DatasetError("no dataset given: pass a folder, or set dataset in gaze.toml or $GAZE_DATASET")
+    if not Path(dataset).expanduser().is_dir():
+        raise DatasetError(f"dataset folder {dataset} (from the settings) does not exist")
+    return Path(dataset).expanduser()
+
+
+def _default_cache() -> Path:
+    from wrapper.settings import load_settings
+
+    return Path(load_settings().cache_dir).expanduser() / "prepared"  # shared with training runs
+
+
+@click.command("audit")
+@click.argument("dataset", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--caption-extension", default=".txt", show_default=True)
+@click.option(
+    "--resolution",
+    default=None,
+    callback=parse_size,
+    help="Training resolution (e.g. 1024 or 832x1216): turns on upscale and bucket checks.",
+)
+@click.option("--buckets/--no-buckets", default=True, show_default=True, help="Bucketing on (with --resolution).")
+@click.option("--min-bucket-reso", type=int, default=256, show_default=True)
+@click.option("--max-bucket-reso", type=int, default=1024, show_default=True)
+@click.option("--bucket-reso-steps", type=int, default=64, show_default=True)
+@click.option("--bucket-no-upscale", is_flag=True)
+@click.option("--family", type=click.Choice(FAMILIES), default="sd15", show_default=True)
+@click.option("--allow-empty-captions", is_flag=True, help="Report images without a caption as a warning only.")
+@click.option("--images", "per_image", is_flag=True, help="Add a row per image: size, bucket, caption tokens.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")
+@click.option(
+    "--report",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the JSON report to this file.",
+)
+def audit(
+    dataset: Path | None,
+    caption_extension: str,
+    resolution,
+    buckets: bool,
+    min_bucket_reso: int,
+    max_bucket_reso: int,
+    bucket_reso_steps: int,
+    bucket_no_upscale: bool,
+    family: str,
+    allow_empty_captions: bool,
+    per_image: bool,
+    as_json: bool,
+    report: Path | None,
+) -> None:
+    """Check a dataset: bad images, captions, CLIP token lengths, buckets; exit 1 on problems.
+
+    DATASET defaults to the settings' dataset.
+
+    Example: gaze audit ~/data/fashion --resolution 832x1216 --max-bucket-reso 1216
+    """
+    from wrapper.audit import audit_dataset
+
+    dataset = dataset or _settings_dataset()
+    from wrapper.errors import DatasetError
+
+    rules = (
+        {
+            "enabled": True,
+            "min_reso": min_bucket_reso,
+            "max_reso": max_bucket_reso,
+            "reso_steps": bucket_reso_steps,
+            "no_upscale": bucket_no_upscale,
+        }
+        if buckets
+        else None
+    )
+    result = audit_dataset(
+        dataset,
+        caption_extension=caption_extension,
+        resolution=resolution,
+        buckets=rules,
+        family=family,
+        allow_empty_captions=allow_empty_captions,
+    )
+    if report:
+        report.write_text(result.to_json() + "\n", encoding="utf-8")
+    if as_json:
+        click.echo(result.to_json())
+    else:
+        width = max(60, min(160, shutil.get_terminal_size().columns if sys.stdout.isatty() else 100))
+        click.echo(result.to_text(width, per_image))
+    if result.problems:
+        raise DatasetError(f"{dataset}: {len(result.problems)} blocking problem(s), listed above")
+
+
+COMMANDS = [prep, audit]

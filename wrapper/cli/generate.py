@@ -1,0 +1,194 @@
+"""The generate command: sweep a grid of inference settings with a run's LoRA, make contact sheets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from wrapper.errors import TrainerNotFound
+from wrapper.kohya.gen_img import PRECISIONS
+
+GRID_HELP = (
+    "Grid axis as KEY=V1,V2 with KEY one of sampler (dpm++2m, euler, euler_a, ddim, ...), steps (1-1000), "
+    "cfg (1-30), negative (on, off), weight (LoRA multiplier, -2 to 2). Repeat it, or list more KEY=... "
+    "words after the run directories. Default: sampler=dpm++2m steps=20 cfg=7 negative=on weight=1."
+)
+
+
+def split_words(words: tuple[str, ...]) -> tuple[list[Path], list[str]]:
+    """Positional words: existing folders and words without '=' are run directories, the rest grid words."""
+    runs, grid = [], []
+    for word in words:
+        if "=" in word and not Path(word).is_dir():
+            grid.append(word)
+        else:
+            runs.append(Path(word))
+    return runs, grid
+
+
+def _axes(text: str | None) -> tuple[str, ...]:
+    return tuple(a.strip() for a in text.split(",") if a.strip()) if text else ()
+
+
+@click.command("generate")
+@click.argument("words", nargs=-1, metavar="RUN_DIR... [KEY=V1,V2 ...]")
+@click.option("--grid", "grid_words", multiple=True, metavar="KEY=V1,V2", help=GRID_HELP)
+@click.option(
+    "--checkpoint",
+    "checkpoints",
+    multiple=True,
+    metavar="NAME",
+    help="LoRA file of the run: final (default), a step (1000 or step1000), a file name, or all. Repeatable.",
+)
+@click.option(
+    "--prompts",
+    "prompts_path",
+    type=click.Path(path_type=Path),
+    metavar="FILE",
+    help="Prompt file (default: the built-in set, recipes/prompts.txt; copy it to start your own).",
+)
+@click.option(
+    "--prompt",
+    "prompt_numbers",
+    multiple=True,
+    type=int,
+    metavar="N",
+    help="Only the N-th prompt of the file (1-based). Repeatable.",
+)
+@click.option("--seeds", default="1", show_default=True, metavar="S1,S2", help="Seeds; every image is seeded.")
+@click.option("--size", type=int, help="Image width and height in pixels (default 512 for SD1.5, 1024 for SDXL).")
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    help="Model precision (default fp32 for SD1.5, bf16 for SDXL; fp16 needs a GPU).",
+)
+@click.option("--rows", metavar="AXES", help="Sheet row axes, outermost first (default steps,cfg,weight,seed).")
+@click.option("--cols", metavar="AXES", help="Sheet column axes (default sampler,negative,source).")
+@click.option(
+    "--thumb",
+    type=click.IntRange(32, 1024),
+    default=256,
+    show_default=True,
+    help="Largest side of an image on a contact sheet, in pixels.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Images per gen_img.py batch (same steps, CFG and weight).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    help="Output folder (default: a new <first run>/generations/<UTC stamp>-<hex>/).",
+)
+@click.option(
+    "--sd-scripts",
+    "sd_scripts",
+    metavar="DIR",
+    help="sd-scripts checkout (default: $SD_SCRIPTS_DIR, then vendor/sd-scripts).",
+)
+@click.option("--yes", is_flag=True, help="Render even when the grid has more than 100 images.")
+@click.option("--dry-run", is_flag=True, help="Print the plan and the gen_img.py commands; run nothing.")
+@click.option("--quiet", "-q", is_flag=True, help="Show progress only, not gen_img.py's own output.")
+def generate(
+    words: tuple[str, ...],
+    grid_words: tuple[str, ...],
+    checkpoints: tuple[str, ...],
+    prompts_path: Path | None,
+    prompt_numbers: tuple[int, ...],
+    seeds: str,
+    size: int | None,
+    precision: str | None,
+    rows: str | None,
+    cols: str | None,
+    thumb: int,
+    batch_size: int,
+    out_dir: Path | None,
+    sd_scripts: str | None,
+    yes: bool,
+    dry_run: bool,
+    quiet: bool,
+) -> None:
+    """Render a grid of samplers, steps, CFG, negative prompt and LoRA weight with a run's LoRA.
+
+    One gen_img.py process runs per checkpoint and sampler; images, index.json, one contact
+    sheet per prompt and generation.html go to a new folder inside the (first) run. Several
+    checkpoints (--checkpoint all) or several runs become extra sheet columns.
+
+    Example: gaze generate runs/sdxl-standard/20250101T000000Z-abc123 sampler=dpm++2m,euler
+    steps=10,20,40 cfg=3,7,12 negative=on,off weight=0.6,1.0 --seeds 1,2 --yes
+    """
+    from wrapper.generate import check_count, jobs, plan_generation, run_generation
+    from wrapper.grid import parse_grid, parse_seeds
+
+    run_dirs, positional_grid = split_words(words)
+    plan = plan_generation(
+        run_dirs,
+        grid=parse_grid([*grid_words, *positional_grid]),
+        prompts_path=prompts_path,
+        checkpoints=checkpoints,
+        seeds=parse_seeds(seeds),
+        size=size,
+        precision=precision,
+        prompt_numbers=prompt_numbers,
+    )
+    planned = jobs(plan.cells)
+    click.echo(
+        f"{len(plan.cells)} image(s): {len(plan.sources)} checkpoint(s) x {len(plan.prompts)} prompt(s) x "
+        f"{plan.grid.size} grid cell(s) x {len(plan.seeds)} seed(s), {plan.size} px, {plan.precision}; "
+        f"{len(planned)} gen_img.py process(es)"
+    )
+    if dry_run:
+        _print_dry_run(plan, planned, sd_scripts)
+        return
+    check_count(plan, yes)
+    root = run_generation(
+        plan,
+        out_dir=out_dir,
+        checkout=sd_scripts,
+        rows=_axes(rows),
+        cols=_axes(cols),
+        thumb=thumb,
+        batch_size=batch_size,
+        on_status=lambda m: click.secho(f"gaze: {m}", fg="cyan", err=True),
+        on_line=None if quiet else lambda line: click.echo(f"  {line}", err=True),
+    )
+    click.echo(f"index: {root / 'index.json'}\nsheets: {root / 'sheets'}\npage: {root / 'generation.html'}")
+
+
+def _print_dry_run(plan, planned, sd_scripts: str | None) -> None:
+    from wrapper.generate import job_lines
+    from wrapper.kohya.checkout import find_checkout, trainer_python
+    from wrapper.kohya.gen_img import gen_img_argv, resolve_sampler
+
+    try:
+        checkout = find_checkout(sd_scripts)
+    except TrainerNotFound:
+        checkout = Path("$SD_SCRIPTS_DIR")
+    for number, (source, sampler, cells) in enumerate(planned, start=1):
+        argv = gen_img_argv(
+            python=trainer_python(),
+            checkout=checkout,
+            model=source.model,
+            family=source.family,
+            lora=source.lora,
+            sampler=resolve_sampler(sampler)[1],
+            prompts_file=Path(f"OUT/jobs/{number:02d}.txt"),
+            outdir=Path("OUT"),
+            size=plan.size,
+            precision=plan.precision,
+            tokenizer_cache_dir=source.tokenizer_cache_dir,
+        )
+        click.echo(f"\njob {number}: {source.label} x {sampler}, {len(cells)} image(s)\n  {' '.join(argv)}")
+        lines = job_lines(cells)
+        for line in lines[:3]:
+            click.echo(f"    {line}")
+        if len(lines) > 3:
+            click.echo(f"    ... {len(lines) - 3} more line(s)")
+
+
+COMMANDS = [generate]

@@ -1,0 +1,99 @@
+"""Commands that read finished (or running) runs: report, compare."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+smoothing_option = click.option(
+    "--smoothing",
+    "-s",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.6,
+    show_default=True,
+    help="TensorBoard smoothing weight for curves and verdicts.",
+)
+
+
+def _run_path(text: str) -> Path:
+    """A path as given, or a recipe folder under the configured runs dir (gaze report sd15-standard)."""
+    path = Path(text)
+    if path.exists():
+        return path
+    from wrapper.settings import load_settings
+
+    candidate = load_settings().runs_dir / text
+    return candidate if candidate.exists() else path
+
+
+def _echo_written(paths: list[Path]) -> None:
+    first, rest = paths[0], len(paths) - 2
+    click.echo(f"wrote {first} (and {paths[1].name}, {rest} image{'s' * (rest != 1)})")
+
+
+def _echo_problems(view) -> None:
+    for problem in view.scalars.attrs.get("problems", []):
+        click.secho(f"warning: {problem}", fg="yellow", err=True)
+
+
+@click.command("report")
+@click.argument("run_dirs", nargs=-1, required=True, metavar="RUN_DIR...")
+@smoothing_option
+@click.option("--quiet", "-q", is_flag=True, help="Print only the paths written, not the verdicts.")
+def report(run_dirs: tuple[str, ...], smoothing: float, quiet: bool) -> None:
+    """Write a loss report (report.html, report.md, plots/) into each run folder.
+
+    Example: gaze report runs/sd15-standard/20240101T120000Z-a1b2c3
+
+    A recipe folder (runs/sd15-standard, or just sd15-standard) means its newest run. The report
+    has the recipe with its deliberate glitches labelled, the verdict table (each verdict with its
+    rule and thresholds), raw and smoothed loss, learning rate, validation loss when logged, and a
+    grid of the trainer's sample images (prompt x step).
+    """
+    from wrapper import curves
+    from wrapper.report import load_run, render_report
+
+    thresholds = curves.Thresholds(smoothing=smoothing)
+    for text in run_dirs:
+        view = load_run(_run_path(text))
+        _echo_problems(view)
+        _echo_written(render_report(view, thresholds))
+        if not quiet:
+            for v in curves.verdicts(view.scalars, thresholds):
+                click.echo(f"  {v.metric:<14} {v.status:<18} {v.notes}")
+
+
+@click.command("compare")
+@click.argument("run_dirs", nargs=-1, required=True, metavar="RUN_DIR...")
+@click.option(
+    "--out",
+    "-o",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for comparison.html, comparison.md and plots/ [default: comparisons/<UTC time>].",
+)
+@smoothing_option
+def compare(run_dirs: tuple[str, ...], out_dir: Path | None, smoothing: float) -> None:
+    """Compare runs: overlaid smoothed curves, differing parameters, verdicts, sample grids.
+
+    Example: gaze compare runs/sd15-standard runs/sd15-standard+high-lr=3e-4 --out comparisons/lr
+
+    Curves are aligned by step; the parameter table lists only values that differ between the
+    runs; sample grids show run x step for each prompt. A recipe folder means its newest run.
+    """
+    from wrapper import curves
+    from wrapper.errors import RunError
+    from wrapper.report import load_runs, render_comparison
+
+    if len(run_dirs) < 2:
+        raise RunError("compare needs at least two runs (use `gaze report` for one)")
+    views = load_runs([_run_path(t) for t in run_dirs])
+    for view in views:
+        _echo_problems(view)
+    out = out_dir or Path("comparisons") / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    _echo_written(render_comparison(views, out, curves.Thresholds(smoothing=smoothing)))
+
+
+COMMANDS = [report, compare]

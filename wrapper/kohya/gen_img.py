@@ -1,0 +1,139 @@
+"""sd-scripts' inference script gen_img.py: sampler names, prompt-file lines and the argv.
+
+gen_img.py takes the sampler, model and LoRA once per process and everything else per prompt
+line (`--n` negative prompt, `--s` steps, `--l` CFG scale, `--d` seed, `--am` LoRA multiplier,
+`--f` output file name), so one process renders a whole grid for one checkpoint and sampler.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from wrapper.errors import ConfigError, did_you_mean
+
+# gen_img.py's `--sampler` choices (setup_parser); anything else would be rejected by argparse,
+# while the training-time sampler silently falls back to DDIM.
+SD_SCRIPTS_SAMPLERS = (
+    "ddim",
+    "pndm",
+    "lms",
+    "euler",
+    "euler_a",
+    "heun",
+    "dpm_2",
+    "dpm_2_a",
+    "dpmsolver",
+    "dpmsolver++",
+    "dpmsingle",
+    "k_lms",
+    "k_euler",
+    "k_euler_a",
+    "k_dpm_2",
+    "k_dpm_2_a",
+)
+
+# Friendly name -> sd-scripts name. "DPM++ 2M" is DPMSolverMultistep with algorithm_type
+# dpmsolver++ (solver order 2, no Karras sigmas); "DPM++ 2S" is the single-step solver.
+FRIENDLY_SAMPLERS = {
+    "dpm++2m": "dpmsolver++",
+    "dpm2m": "dpmsolver",
+    "dpm++2s": "dpmsingle",
+    "euler": "euler",
+    "euler_a": "euler_a",
+    "heun": "heun",
+    "ddim": "ddim",
+    "pndm": "pndm",
+    "lms": "lms",
+    "dpm2": "dpm_2",
+    "dpm2_a": "dpm_2_a",
+}
+_ALIASES = {
+    "k_lms": "lms",
+    "k_euler": "euler",
+    "k_euler_a": "euler_a",
+    "k_dpm_2": "dpm_2",
+    "k_dpm_2_a": "dpm_2_a",
+}
+_FRIENDLY_OF = {kohya: friendly for friendly, kohya in FRIENDLY_SAMPLERS.items()}
+
+PRECISIONS = ("fp32", "fp16", "bf16")
+# Text gen_img.py would read as something other than a plain prompt (see prompts.py).
+OPTION_MARK = " --"
+
+
+def normalize_sampler(name: str) -> str:
+    """Lower-case, drop spaces, '-' -> '_': "DPM++ 2M" -> "dpm++2m", "Euler-A" -> "euler_a"."""
+    return name.strip().lower().replace(" ", "").replace("-", "_")
+
+
+def resolve_sampler(name: str) -> tuple[str, str]:
+    """Return (friendly name, gen_img.py name) for a friendly or sd-scripts sampler name.
+
+    An unknown name is an error, never the silent DDIM fallback of sd-scripts' training sampler.
+    """
+    key = normalize_sampler(name)
+    if key in FRIENDLY_SAMPLERS:
+        return key, FRIENDLY_SAMPLERS[key]
+    kohya = _ALIASES.get(key, key)
+    if kohya in _FRIENDLY_OF:
+        return _FRIENDLY_OF[kohya], kohya
+    known = [*FRIENDLY_SAMPLERS, *SD_SCRIPTS_SAMPLERS]
+    note = " (sd-scripts v0.10.1 gen_img.py has no Karras sigmas)" if "karras" in key else ""
+    hint = did_you_mean(key.replace("karras", "").strip("_"), known)
+    raise ConfigError(
+        f"grid key 'sampler': unknown sampler {name!r}{hint}{note}; expected one of "
+        f"{', '.join(FRIENDLY_SAMPLERS)} (or an sd-scripts name such as dpmsolver++)"
+    )
+
+
+def format_number(value: float) -> str:
+    """Positional text for a number (7.0 -> '7', 0.6 -> '0.6'): gen_img.py's regexes read no exponents."""
+    return f"{value:.10f}".rstrip("0").rstrip(".")
+
+
+def prompt_line(
+    prompt: str, negative: str | None, *, steps: int, cfg: float, seed: int, weight: float, filename: str
+) -> str:
+    """One gen_img.py `--from_file` line rendering exactly one image into `filename`.
+
+    The prompt and negative prompt must already be free of gen_img's option marks (prompts.py
+    checks that). An empty negative prompt is left out, which gen_img.py reads as "".
+    """
+    parts = [prompt.strip()]
+    if negative:
+        parts.append(f"--n {negative.strip()}")
+    parts += [f"--s {steps}", f"--l {format_number(cfg)}", f"--d {seed}", f"--am {format_number(weight)}"]
+    parts.append(f"--f {filename}")
+    return " ".join(parts)
+
+
+def gen_img_argv(
+    *,
+    python: str,
+    checkout: Path,
+    model: Path,
+    family: str,
+    lora: Path,
+    sampler: str,
+    prompts_file: Path,
+    outdir: Path,
+    size: int,
+    precision: str = "fp32",
+    tokenizer_cache_dir: Path | None = None,
+    batch_size: int = 1,
+) -> list[str]:
+    """The argv of one gen_img.py process: one model, one LoRA, one sampler, a file of prompt lines."""
+    if sampler not in SD_SCRIPTS_SAMPLERS:
+        raise ConfigError(f"gen_img.py sampler {sampler!r} is not one of {', '.join(SD_SCRIPTS_SAMPLERS)}")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"option --precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
+    argv = [python, str(checkout / "gen_img.py"), "--sdxl" if family == "sdxl" else "--v1"]
+    argv += ["--ckpt", str(model), "--outdir", str(outdir), "--from_file", str(prompts_file)]
+    argv += ["--sampler", sampler, "--W", str(size), "--H", str(size), "--batch_size", str(batch_size)]
+    argv += ["--images_per_prompt", "1", "--n_iter", "1", "--sdpa"]
+    argv += ["--network_module", "networks.lora", "--network_weights", str(lora), "--network_mul", "1.0"]
+    if precision != "fp32":
+        argv += [f"--{precision}", "--no_half_vae"]  # a half-precision VAE can decode to NaN (black)
+    if tokenizer_cache_dir is not None:
+        argv += ["--tokenizer_cache_dir", str(tokenizer_cache_dir)]
+    return argv

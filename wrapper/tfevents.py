@@ -1,0 +1,347 @@
+"""TFRecord event files -> columns: record framing, CRC32C checks and a small protobuf decoder.
+
+An event file is a TFRecord stream: per record a little-endian uint64 length, the masked CRC32C of
+those 8 bytes, the payload (an `Event` protobuf) and the masked CRC32C of the payload. Payloads are
+decoded by a hand-written protobuf walker; records that share one byte layout (the usual case: one
+scalar per event, one tag) are then decoded together with numpy, which is what makes this fast.
+Only scalars are kept: `simple_value`, and one-element float tensors (TF2-style writers).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+_LEN = struct.Struct("<Q")
+_FLOAT_DTYPES = {1: "f4", 2: "f8", 19: "f2", 14: "bf2"}  # DT_FLOAT, DT_DOUBLE, DT_HALF, DT_BFLOAT16
+_WIDTH = {"f4": 4, "f8": 8, "f2": 2, "bf2": 2}
+
+
+@dataclass(frozen=True)
+class Damage:
+    """Where a file is damaged: the record index, its byte offset and what is wrong."""
+
+    record: int
+    offset: int
+    message: str
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """Tag names, columns (order, tag code, step, value, wall_time) and damage of one file."""
+
+    tags: list[str]
+    columns: dict[str, np.ndarray]
+    damage: list[Damage]
+
+    def rows_before(self, record: int) -> int:
+        """How many rows come from records before `record`."""
+        import numpy as np
+
+        return int(np.searchsorted(self.columns["order"], record))
+
+
+# ---- CRC and framing -----------------------------------------------------------------------------
+
+
+def masked_crc(data: bytes | memoryview) -> int:
+    """TFRecord's masked CRC32C of `data`."""
+    import crc32c
+
+    crc = crc32c.crc32c(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def frame_records(buf: bytes) -> tuple[list[int], int]:
+    """Record offsets following the length fields, and where the walk stopped."""
+    offsets, pos, size, unpack = [], 0, len(buf), _LEN.unpack_from
+    append = offsets.append
+    while pos + 16 <= size:
+        end = pos + 16 + unpack(buf, pos)[0]
+        if end > size:
+            break
+        append(pos)
+        pos = end
+    return offsets, pos
+
+
+def _check_crcs(buf: bytes, offsets: list[int], stop: int) -> tuple[np.ndarray, ...]:
+    """Offsets, payload lengths and payload-CRC verdicts of the records before the first bad header.
+
+    Returns (offsets, lengths, ok, index of the first bad header or -1).
+    """
+    import crc32c
+    import numpy as np
+
+    arr = np.frombuffer(buf, np.uint8)
+    offs = np.asarray(offsets, np.int64)
+    ends = np.append(offs[1:], stop)[: len(offs)]
+    lengths = ends - offs - 16
+    # The header CRC covers only the 8 length bytes: one CRC per distinct length suffices.
+    table = np.zeros(int(lengths.max(initial=0)) + 1, np.uint32)
+    for n in _distinct(lengths).tolist():
+        table[n] = masked_crc(_LEN.pack(n))
+    bad = np.flatnonzero(_u32(arr, offs + 8) != table[lengths])
+    first_bad = int(bad[0]) if len(bad) else -1
+    if first_bad >= 0:
+        offs, ends, lengths = offs[:first_bad], ends[:first_bad], lengths[:first_bad]
+    mv, crc = memoryview(buf), crc32c.crc32c
+    starts = offsets[: len(offs)]
+    crcs = np.array(
+        [crc(mv[a + 12 : b - 4]) for a, b in zip(starts, [*starts[1:], int(ends[-1])], strict=True)]
+        if len(offs)
+        else [],
+        np.uint32,
+    )
+    masked = ((crcs >> np.uint32(15)) | (crcs << np.uint32(17))) + np.uint32(0xA282EAD8)
+    return offs, lengths, masked == _u32(arr, ends - 4), first_bad
+
+
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """The distinct values of small non-negative ints, without sorting."""
+    import numpy as np
+
+    return np.flatnonzero(np.bincount(values)) if len(values) else values
+
+
+def _u32(arr: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """Little-endian uint32 at each byte offset in `at`."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    return sliding_window_view(arr, 4)[at].view("<u4").ravel() if len(arr) >= 4 else at[:0].astype("<u4")
+
+
+# ---- protobuf ------------------------------------------------------------------------------------
+
+
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint longer than 10 bytes")
+
+
+def _fields(buf: bytes, pos: int, end: int) -> Iterable[tuple[int, int, int, int]]:
+    """Yield (field number, wire type, start, stop) per field; for a varint, start is where it begins."""
+    while pos < end:
+        key, pos = _varint(buf, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            stop = _varint(buf, pos)[1]
+        elif wire in (1, 5):
+            stop = pos + (8 if wire == 1 else 4)
+        elif wire == 2:
+            size, pos = _varint(buf, pos)
+            stop = pos + size
+        else:
+            raise ValueError(f"unsupported wire type {wire}")
+        if stop > end:
+            raise ValueError("field runs past the end of its message")
+        yield number, wire, pos, stop
+        pos = stop
+
+
+def _tensor_scalar(buf: bytes, start: int, end: int) -> tuple[str, int] | None:
+    """(kind, offset) of the value of a one-element float tensor, else None."""
+    dtype, elements, found = 0, 1, None
+    for number, wire, a, b in _fields(buf, start, end):
+        if number == 1 and wire == 0:
+            dtype = _varint(buf, a)[0]
+        elif number == 2 and wire == 2:
+            for n, w, da, db in _fields(buf, a, b):
+                if n == 2 and w == 2:
+                    sizes = [_varint(buf, s)[0] for m, ww, s, _ in _fields(buf, da, db) if m == 1 and ww == 0]
+                    elements *= sizes[0] if sizes else 0
+        elif (number == 4 and wire == 2) or (number in (5, 6) and wire in (1, 2, 5)):
+            found = ({4: None, 5: "f4", 6: "f8"}[number], a, b - a)
+        elif number == 13 and wire in (0, 2):
+            found = ("half", a, b - a)
+    kind = _FLOAT_DTYPES.get(dtype)
+    if kind is None or elements != 1 or found is None:
+        return None
+    how, at, size = found
+    if how == "half":  # 16-bit values stored as a varint: decoded one by one
+        return ("half-" + kind, _varint(buf, at)[0]) if kind in ("f2", "bf2") else None
+    if how in (None, kind) and size == _WIDTH[kind]:
+        return kind, at
+    return None
+
+
+def _values(buf: bytes, start: int, end: int) -> list[tuple[str, str, int]]:
+    """[(tag, kind, offset)] of the scalar in one Summary.Value, or []."""
+    tag, found = None, None
+    for number, wire, a, b in _fields(buf, start, end):
+        if number == 1 and wire == 2:
+            tag = bytes(buf[a:b]).decode("utf-8", "replace")
+        elif number == 2 and wire == 5:
+            found = ("f4", a)
+        elif number == 8 and wire == 2:
+            found = _tensor_scalar(buf, a, b)
+    return [(tag, *found)] if tag is not None and found is not None else []
+
+
+def _decode_event(buf: bytes, start: int, end: int) -> tuple[float, int, list, tuple | None]:
+    """(wall_time, step, [(tag, kind, offset)], layout) of one Event payload.
+
+    `layout` is (wall offset, step offset, step length, kind, value offset, tag), relative to
+    `start`, when the event holds exactly one fixed-width scalar; otherwise None.
+    """
+    wall, step, wall_at, step_at, step_len, values = 0.0, 0, -1, -1, 0, []
+    for number, wire, a, b in _fields(buf, start, end):
+        if number == 1 and wire == 1:
+            wall, wall_at = struct.unpack_from("<d", buf, a)[0], a - start
+        elif number == 2 and wire == 0:
+            raw = _varint(buf, a)[0]
+            step, step_at, step_len = (raw - (1 << 64) if raw >= 1 << 63 else raw), a - start, b - a
+        elif number == 5 and wire == 2:
+            for n, w, va, vb in _fields(buf, a, b):
+                if n == 1 and w == 2:
+                    values.extend(_values(buf, va, vb))
+    layout = None
+    if len(values) == 1 and values[0][1] in _WIDTH and wall_at >= 0 and step_len < 10:
+        tag, kind, at = values[0]
+        layout = (wall_at, step_at, step_len, kind, at - start, tag)
+    return wall, step, values, layout
+
+
+def _value(buf: bytes, kind: str, at: int) -> float:
+    if kind.startswith("half-"):
+        bits = at & 0xFFFF
+        return struct.unpack("<e", struct.pack("<H", bits))[0] if kind == "half-f2" else _bf16_one(bits)
+    if kind == "bf2":
+        return _bf16_one(struct.unpack_from("<H", buf, at)[0])
+    return struct.unpack_from({"f4": "<f", "f8": "<d", "f2": "<e"}[kind], buf, at)[0]
+
+
+def _bf16_one(bits: int) -> float:
+    return struct.unpack("<f", struct.pack("<I", bits << 16))[0]
+
+
+# ---- decoding records ----------------------------------------------------------------------------
+
+
+class _Sink:
+    """Collects decoded columns as arrays (vectorised groups) or single rows (one by one)."""
+
+    def __init__(self) -> None:
+        self.codes: dict[str, int] = {}
+        self.parts: list[tuple] = []
+        self.unreadable: list[int] = []  # records whose CRC holds but whose protobuf does not parse
+
+    def code(self, tag: str) -> int:
+        return self.codes.setdefault(tag, len(self.codes))
+
+    def add(self, order, tag_code, step, value, wall) -> None:
+        self.parts.append((order, tag_code, step, value, wall))
+
+    def columns(self) -> tuple[list[str], dict[str, np.ndarray]]:
+        import numpy as np
+
+        names = ("order", "tag", "step", "value", "wall_time")
+        dtypes = (np.int64, np.int32, np.int64, np.float64, np.float64)
+        if not self.parts:
+            return list(self.codes), {n: np.empty(0, t) for n, t in zip(names, dtypes, strict=True)}
+        cols = {}
+        for i, (name, dt) in enumerate(zip(names, dtypes, strict=True)):
+            pieces = [np.broadcast_to(np.asarray(p[i], dt), np.shape(p[0])) for p in self.parts]
+            cols[name] = np.concatenate(pieces)
+        keep = np.argsort(cols["order"], kind="stable")
+        return list(self.codes), {k: v[keep] for k, v in cols.items()}
+
+
+def _decode_one(buf: bytes, start: int, end: int, order: int, sink: _Sink) -> tuple | None:
+    """Decode one record row by row; return its layout for the vectorised path."""
+    try:
+        wall, step, values, layout = _decode_event(buf, start, end)
+    except (ValueError, IndexError, struct.error):
+        sink.unreadable.append(order)
+        return None
+    for tag, kind, at in values:
+        sink.add([order], sink.code(tag), step, _value(buf, kind, at), wall)
+    return layout
+
+
+def _decode_group(rows: np.ndarray, template: np.ndarray, orders: np.ndarray, layout: tuple, sink: _Sink) -> np.ndarray:
+    """Decode the rows (records of one length) laid out like `template`; return a mask of the others."""
+    import numpy as np
+
+    wall_at, step_at, step_len, kind, value_at, tag = layout
+    width = _WIDTH[kind]
+    mask = np.full(rows.shape[1], 0xFF, np.uint8)
+    mask[wall_at : wall_at + 8] = 0
+    mask[value_at : value_at + width] = 0
+    if step_at >= 0:
+        mask[step_at : step_at + step_len] = 0x80  # same varint length, any value
+    same = ~((rows ^ template) & mask).any(axis=1)
+    hit = rows if same.all() else rows[same]
+    wall = np.ascontiguousarray(hit[:, wall_at : wall_at + 8]).view("<f8").ravel()
+    step = np.zeros(len(hit), np.int64)
+    for i in range(step_len if step_at >= 0 else 0):
+        step |= (hit[:, step_at + i] & 0x7F).astype(np.int64) << (7 * i)
+    raw = np.ascontiguousarray(hit[:, value_at : value_at + width])
+    if kind == "bf2":
+        value = (raw.view("<u2").ravel().astype(np.uint32) << np.uint32(16)).view(np.float32)
+    else:
+        value = raw.view({"f4": "<f4", "f8": "<f8", "f2": "<f2"}[kind]).ravel()
+    sink.add(orders if hit is rows else orders[same], sink.code(tag), step, value.astype(np.float64), wall)
+    return ~same
+
+
+def _decode_records(buf: bytes, starts: np.ndarray, lengths: np.ndarray, orders: np.ndarray, sink: _Sink) -> None:
+    """Decode records grouped by length; each group is matched against layouts found in it."""
+    import numpy as np
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    arr = np.frombuffer(buf, np.uint8)
+    for length in _distinct(lengths).tolist():
+        if length == 0:
+            continue
+        pick = np.flatnonzero(lengths == length)
+        s, o = starts[pick], orders[pick]
+        rows = sliding_window_view(arr, length)[s]
+        layouts = 0
+        while len(s):
+            layout = _decode_one(buf, int(s[0]), int(s[0]) + length, int(o[0]), sink)
+            if layout is None or layouts >= 64:
+                s, o, rows = s[1:], o[1:], rows[1:]
+                continue
+            layouts += 1
+            # the first row is the template, already decoded above: match the rest
+            rest = _decode_group(rows[1:], rows[0], o[1:], layout, sink)
+            s, o, rows = s[1:][rest], o[1:][rest], rows[1:][rest]
+
+
+def decode(buf: bytes) -> Decoded:
+    """Every scalar in an event file's bytes; damage is reported, never raised.
+
+    A record whose payload CRC fails is skipped; a bad header or a truncated tail ends the file.
+    """
+    import numpy as np
+
+    offsets, stop = frame_records(buf)
+    offs, lengths, ok, first_bad = _check_crcs(buf, offsets, stop)
+    sink = _Sink()
+    index = np.flatnonzero(ok)
+    _decode_records(buf, offs[index] + 12, lengths[index], index, sink)
+    names, cols = sink.columns()
+    damage = [Damage(i, int(offs[i]), "payload CRC mismatch; this record was skipped") for i in np.flatnonzero(~ok)]
+    damage += [Damage(i, int(offs[i]), "record is not a readable Event; skipped") for i in sink.unreadable]
+    if first_bad >= 0:
+        damage.append(Damage(first_bad, offsets[first_bad], "record header CRC mismatch; the rest was not read"))
+    elif stop < len(buf):
+        tail = buf[stop : stop + 12]
+        broken = len(tail) == 12 and masked_crc(tail[:8]) != struct.unpack_from("<I", tail, 8)[0]
+        what = "record header CRC mismatch" if broken else "file ends inside a record (cut off or still written)"
+        damage.append(Damage(len(offsets), stop, what))
+    return Decoded(names, cols, sorted(damage, key=lambda d: d.record))
