@@ -54,8 +54,9 @@ SDXL_STANDARD = Recipe(
       kohya's documented SDXL LoRA starting point; the frozen text encoders let sd-scripts cache
       their outputs.
     - bf16 mixed precision, VAE kept in fp32 (the SDXL 1.0 VAE overflows in half precision);
-      gradient checkpointing only where memory is short (under 40 GiB of GPU memory: a 24 GB card
-      needs it at 1 MP, while an H200 trains 1.2x faster without it; bench/train.md).
+      gradient checkpointing only where memory is short (under 40 GiB of GPU memory): a 24 GB card
+      needs it at 1 MP, but on an H200 it made steps 1.2x slower than even sd-scripts' fp32
+      defaults without it (bench/train.md).
     - samples: the log's prompts with and without the negative prompt, DPM++ 2M, 20 steps, CFG 7.
     """,
     prep=Prep(mode="crop-orientation", portrait=(832, 1216), landscape=(1216, 832)),

@@ -151,9 +151,25 @@ def test_queue_keeps_going_after_a_failed_run(tmp_path):
     assert rows[0].failure_class in ("configuration", "other") and rows[0].run_dir is not None
     assert rows[1].final_loss is not None
 
+    # the reports of real runs: one that trained, one that failed before its first step
+    from wrapper.report import write_comparison, write_report
 
-def test_no_images_exit_zero_is_reported_as_a_failure(tmp_path):
-    run_dir, argv, _ = prepare_run(registry.resolve("sd15-smoke"), request(tmp_path, "sd15"), print)
+    written = {p.name for p in write_report(rows[1].run_dir)}
+    assert {"report.html", "report.md", "loss.png", "lr.png", "samples.jpg"} <= written
+    html = (rows[1].run_dir / "report.html").read_text()
+    assert "Final loss" in html and "data:image/png;base64," in html and "sd15-smoke" in html
+    compared = {p.name for p in write_comparison([rows[0].run_dir, rows[1].run_dir], tmp_path / "cmp")}
+    assert {"comparison.html", "comparison.md"} <= compared
+    assert "failed" in (tmp_path / "cmp" / "comparison.md").read_text()
+
+
+def test_no_images_exit_zero_is_reported_as_a_failure(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # relative paths too: sd-scripts runs in its own checkout
+    data = assets("sd15").dataset_dir
+    relative = request(tmp_path, "sd15", runs_dir=Path("runs"), dataset=Path(os.path.relpath(data, tmp_path)))
+    run_dir, argv, _ = prepare_run(registry.resolve("sd15-smoke"), relative, print)
+    subset = toml.load(run_dir / "dataset.toml")["datasets"][0]["subsets"][0]
+    assert run_dir.is_absolute() and Path(subset["image_dir"]).is_absolute()
     empty = tmp_path / "empty"
     empty.mkdir()
     dataset = run_dir / "dataset.toml"

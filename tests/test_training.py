@@ -22,7 +22,16 @@ from wrapper.kohya.failures import classify
 from wrapper.kohya.models import checkpoint_family
 from wrapper.queue import format_table, run_queue
 from wrapper.resume import continuity, plan_resume, set_aside_later_files
-from wrapper.training import Outcome, RunRequest, check_model, device_problems, launch, resolve_attention
+from wrapper.training import (
+    Outcome,
+    RunRequest,
+    check_model,
+    check_version,
+    device_problems,
+    launch,
+    resolve_attention,
+    resolve_checkpointing,
+)
 
 registry = builtin_registry()
 CPU = {"cuda_available": False, "device_count": 0, "xformers": False, "bf16": True, "gpus": []}
@@ -263,3 +272,23 @@ def test_run_bad_inputs_fail_before_anything_is_created(cli, image_dir, tmp_path
     assert not (tmp_path / "runs").exists()
     result = cli("resume", str(tmp_path))
     assert result.exit_code == 1 and "not a gaze run directory" in result.output
+
+
+def test_a_checkout_of_another_version_is_refused():
+    from wrapper.kohya.interface import committed_interface
+
+    facts = committed_interface()
+    check_version(facts, Path("/sd"))  # the pinned interface passes
+    facts["scripts"]["train_network.py"] = {**facts["scripts"]["train_network.py"], "new_flag": {}}
+    with pytest.raises(RunError, match=r"is not v0.10.1 .*new_flag"):
+        check_version(facts, Path("/sd"))
+
+
+def test_gradient_checkpointing_follows_the_memory():
+    sdxl, sd15 = registry.resolve("sdxl-standard"), registry.resolve("sd15-standard")
+    assert resolve_checkpointing(sdxl, CPU) and not resolve_checkpointing(sd15, CPU)
+    assert not resolve_checkpointing(sdxl, {**GPU, "memory_gib": 139.8})
+    assert resolve_checkpointing(sdxl, {**GPU, "memory_gib": 23.6})
+    forced = sdxl.replace(training=sdxl.training.__class__(**{**sdxl.training.__dict__,
+                                                             "gradient_checkpointing": False}))
+    assert not resolve_checkpointing(forced, {**GPU, "memory_gib": 8})

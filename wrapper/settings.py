@@ -65,16 +65,16 @@ def load_settings(path: Path | None = None, env: dict[str, str] | None = None) -
     base = path.parent
 
     def place(value: str | None) -> Path | None:
-        return None if not value else (base / Path(value).expanduser())
+        return None if not value else (base / Path(value).expanduser()).resolve()
 
     models = {name: place(value) for name, value in raw.get("models", {}).items()}
     for name, value in env.items():
         if name.startswith("GAZE_MODEL_") and value:
-            models[name.removeprefix("GAZE_MODEL_").lower().replace("_", "-")] = Path(value).expanduser()
+            models[name.removeprefix("GAZE_MODEL_").lower().replace("_", "-")] = Path(value).expanduser().resolve()
 
     def pick(key: str, default: Path | None = None) -> Path | None:
         from_env = env.get(f"GAZE_{key.upper()}")
-        return Path(from_env).expanduser() if from_env else (place(raw.get(key)) or default)
+        return Path(from_env).expanduser().resolve() if from_env else (place(raw.get(key)) or default)
 
     return Settings(
         dataset=pick("dataset"),

@@ -155,6 +155,11 @@ def prepare_run(recipe: Recipe, request: RunRequest, log: Log) -> tuple[Path, li
     """All checks and files of a new run. Returns (run_dir, argv, effective recipe)."""
     from wrapper.prep import prepare_for_recipe
 
+    # sd-scripts runs in its checkout, so every path it is given must be absolute
+    request = dataclasses.replace(
+        request, dataset=request.dataset.resolve(), model=request.model.resolve(),
+        runs_dir=request.runs_dir.resolve(), cache_dir=request.cache_dir.resolve(),
+        tokenizer_cache_dir=request.tokenizer_cache_dir.resolve() if request.tokenizer_cache_dir else None)
     recipe = check_model(recipe, request.model)
     log(f"preparing {request.dataset} ({recipe.prep.mode})")
     prepared = prepare_for_recipe(request.dataset, recipe.prep, request.cache_dir / "prepared")
@@ -177,14 +182,15 @@ def image_folders(root: Path) -> tuple[Path, ...]:
 
 def _write_run(recipe: Recipe, request: RunRequest, image_dir: Path, run_dir: Path, log: Log) -> list[str]:
     output_name = recipe.name.replace("+", "_").replace("=", "-").replace(":", "-")
+    image_dir = image_dir.resolve()
     places = Places(
         image_dir=image_dir,
-        model=request.model.resolve(),
+        model=request.model,
         output_dir=run_dir / "output",
         logging_dir=run_dir / "logs",
         sample_prompts=run_dir / configs.PROMPTS_FILE,
         output_name=output_name,
-        tokenizer_cache_dir=request.tokenizer_cache_dir.resolve() if request.tokenizer_cache_dir else None,
+        tokenizer_cache_dir=request.tokenizer_cache_dir,
         more_image_dirs=image_folders(image_dir),
     )
     draft = configs.render(recipe, places, run_dir)

@@ -140,7 +140,7 @@ def config(
     out = out_dir.resolve()
     places = Places(
         image_dir=image_dir,
-        model=model_for(settings, resolved, model),
+        model=model_for(settings, resolved, model).resolve(),
         output_dir=out / "output",
         logging_dir=out / "logs",
         sample_prompts=out / configs.PROMPTS_FILE,
