@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from wrapper.audit import recommend_max_token_length
 from wrapper.tokens import (
     VOCAB_NAME,
-    _byte_alphabet,
+    byte_alphabet,
     count_tokens,
     required_max_token_length,
     tokenizer,
@@ -48,7 +48,7 @@ def reference(tmp_path_factory):
     pytest.importorskip("ftfy")
     folder = tmp_path_factory.mktemp("clip")
     lines = gzip.decompress(vocab_path().read_bytes()).decode("utf-8").split("\n")[1 : 49152 - 256 - 2 + 1]
-    symbols = list(_byte_alphabet().values())
+    symbols = list(byte_alphabet().values())
     pieces = symbols + [s + "</w>" for s in symbols] + ["".join(m.split()) for m in lines]
     pieces += ["<|startoftext|>", "<|endoftext|>"]
     (folder / "vocab.json").write_text(json.dumps({p: i for i, p in enumerate(pieces)}), encoding="utf-8")

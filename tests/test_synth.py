@@ -86,8 +86,10 @@ def param_count(path: Path) -> int:
 # --- tokenizer ---------------------------------------------------------------------------------
 
 
-def test_bytes_to_unicode_covers_every_byte_once():
-    table = synth.bytes_to_unicode()
+def test_byte_alphabet_covers_every_byte_once():
+    from wrapper.tokens import byte_alphabet
+
+    table = byte_alphabet()
     assert sorted(table) == list(range(256))
     assert len(set(table.values())) == 256
     assert all(not c.isspace() for c in table.values())
@@ -322,6 +324,14 @@ def test_dataset_refuses_a_foreign_folder(tmp_path):
 def test_dataset_fills_an_empty_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     assert len(list(synth.synth_dataset(tmp_path / "empty", n=2).glob("*.txt"))) == 2
+
+
+def test_leftovers_of_a_killed_build_are_removed(tmp_path):
+    stale = tmp_path / ".d.tmp999999999"
+    stale.mkdir()
+    (stale / "000.png").write_bytes(b"half written")
+    synth.synth_dataset(tmp_path / "d", n=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
 
 
 # --- full size, with the real sd-scripts -------------------------------------------------------

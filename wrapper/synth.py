@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from wrapper.errors import DatasetError, GazeError
+from wrapper.tokens import byte_alphabet, merge_pair
 
 MARKER = "synth.json"
 FORMAT = 1
@@ -47,42 +48,17 @@ WORDS = {kind: words.split("|") for kind, words in _WORDS.items()}
 # --- tokenizer ---------------------------------------------------------------------------------
 
 
-def bytes_to_unicode() -> dict[int, str]:
-    """The byte -> printable character table of GPT-2 and CLIP byte-level BPE, in CLIP's order."""
-    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    table = {b: chr(b) for b in keep}
-    extra = 0
-    for b in range(256):
-        if b not in table:
-            table[b] = chr(256 + extra)
-            extra += 1
-    return table
-
-
 def _symbols(word: str) -> tuple[str, ...]:
-    table = bytes_to_unicode()
+    table = byte_alphabet()
     chars = [table[b] for b in word.encode("utf-8")]
     return (*chars[:-1], chars[-1] + "</w>")
-
-
-def _merge(seq: tuple[str, ...], pair: tuple[str, str]) -> tuple[str, ...]:
-    out: list[str] = []
-    i = 0
-    while i < len(seq):
-        if i + 1 < len(seq) and (seq[i], seq[i + 1]) == pair:
-            out.append(seq[i] + seq[i + 1])
-            i += 2
-        else:
-            out.append(seq[i])
-            i += 1
-    return tuple(out)
 
 
 def learn_merges(text: str, n: int = N_MERGES) -> list[tuple[str, str]]:
     """Learn up to `n` BPE merges from `text`, most frequent pair first, ties broken alphabetically."""
     words = Counter(re.findall(r"[a-z]+|[0-9]|[^\sa-z0-9]+", text.lower()))
     seqs = {_symbols(w): c for w, c in words.items()}
-    known = set(bytes_to_unicode().values())
+    known = set(byte_alphabet().values())
     known |= {s + "</w>" for s in known}
     merges: list[tuple[str, str]] = []
     while len(merges) < n:
@@ -96,13 +72,13 @@ def learn_merges(text: str, n: int = N_MERGES) -> list[tuple[str, str]]:
         best = min(pairs, key=lambda p: (-pairs[p], p))
         merges.append(best)
         known.add("".join(best))
-        seqs = {_merge(seq, best): c for seq, c in seqs.items()}
+        seqs = {tuple(merge_pair(seq, best)): c for seq, c in seqs.items()}
     return merges
 
 
 def clip_vocab(merges: list[tuple[str, str]]) -> dict[str, int]:
     """CLIP's id layout: 256 bytes, the same with `</w>`, the merges, then BOS and EOS as the top ids."""
-    base = list(bytes_to_unicode().values())
+    base = list(byte_alphabet().values())
     tokens = [*base, *(b + "</w>" for b in base), *("".join(m) for m in merges), BOS, EOS]
     return {tok: i for i, tok in enumerate(tokens)}
 
@@ -164,10 +140,10 @@ def _is_complete(folder: Path, params: dict[str, Any]) -> bool:
 def _alive(pid: str) -> bool:
     try:
         os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
-        return False
     except PermissionError:
         return True
+    except (ValueError, OSError):
+        return False
     return True
 
 
@@ -187,6 +163,7 @@ def _fresh_folder(dest: Path, params: dict[str, Any], error: type[GazeError] = G
         if not _alive(stale.name.rpartition(".tmp")[2]):
             shutil.rmtree(stale, ignore_errors=True)
     tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
         yield tmp

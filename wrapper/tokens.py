@@ -46,7 +46,21 @@ def vocab_path() -> Path:
     )
 
 
-def _byte_alphabet() -> dict[int, str]:
+def merge_pair(parts: Sequence[str], pair: tuple[str, str]) -> list[str]:
+    """Join every occurrence of `pair` in `parts`, left to right (one BPE merge)."""
+    merged: list[str] = []
+    i = 0
+    while i < len(parts):
+        if i + 1 < len(parts) and (parts[i], parts[i + 1]) == pair:
+            merged.append(parts[i] + parts[i + 1])
+            i += 2
+        else:
+            merged.append(parts[i])
+            i += 1
+    return merged
+
+
+def byte_alphabet() -> dict[int, str]:
     """Map every byte to a printable character, as CLIP's byte-level BPE does.
 
     Printable Latin-1 bytes map to themselves; the rest (controls, space, ...) are moved to
@@ -75,7 +89,7 @@ class ClipTokenizer:
         lines = gzip.decompress(raw).decode("utf-8").split("\n")
         merges = [tuple(line.split()) for line in lines[1 : _MERGES + 1]]
         self.ranks = {pair: rank for rank, pair in enumerate(merges)}
-        self.bytes_to_chars = _byte_alphabet()
+        self.bytes_to_chars = byte_alphabet()
         self.chars_to_bytes = {c: b for b, c in self.bytes_to_chars.items()}
         # The id order: 256 byte symbols, the same with the end-of-word mark, merges, specials.
         symbols = list(self.bytes_to_chars.values())
@@ -128,16 +142,7 @@ class ClipTokenizer:
             best = min(pairs, key=lambda p: self.ranks.get(p, len(self.ranks)))
             if best not in self.ranks:
                 break
-            merged: list[str] = []
-            i = 0
-            while i < len(parts):
-                if i + 1 < len(parts) and (parts[i], parts[i + 1]) == best:
-                    merged.append(parts[i] + parts[i + 1])
-                    i += 2
-                else:
-                    merged.append(parts[i])
-                    i += 1
-            parts = merged
+            parts = merge_pair(parts, best)
         self.cache[word] = parts
         return parts
 
