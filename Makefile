@@ -13,7 +13,8 @@ GLITCHES := glitch-train-text-encoder glitch-uncropped glitch-no-bucket glitch-c
             glitch-caption-dropout glitch-overtrain glitch-mismatched-base glitch-jpeg-inject
 PATHS := $(if $(DATASET),--dataset $(DATASET)) $(if $(MODEL),--model $(MODEL))
 
-.PHONY: setup setup-train test lint vendor args-table recipes prep audit report demo compare queue sweep \
+.PHONY: setup setup-train test lint vendor args-table recipes prep audit report generate generate-checkpoints \
+        demo compare queue sweep \
         $(RECIPES) $(GLITCHES)
 
 $(VENV)/bin/python:
@@ -49,6 +50,12 @@ audit: setup  ## check images, captions, CLIP token lengths: make audit DATASET=
 
 report: setup  ## make report RUN=runs/sd15-standard/<time>-<id>
 	$(GAZE) report $(RUN)
+
+generate: setup-train  ## the log's sweep over a run's final LoRA: make generate RUN=runs/<recipe>/<time>-<id>
+	$(GAZE) generate $(RUN) --grid sampler=dpm++2m,euler steps=10,20,40 cfg=3,7,12 negative=on,off weight=0.6,1.0 --seeds 1,2 --yes
+
+generate-checkpoints: setup-train  ## the same prompts across every saved checkpoint of RUN
+	$(GAZE) generate $(RUN) --checkpoint all --grid negative=on,off
 
 demo: setup-train  ## the whole job offline: random-weight SD1.5, synthetic photos, a real short training, a report
 	$(GAZE) demo $(if $(FAMILY),--family $(FAMILY))

@@ -80,7 +80,7 @@ def checkout(tmp_path):
 
 
 # ---------------------------------------------------------------- grid
-def test_grid_of_the_issue_expands_to_216_images_per_prompt():
+def test_research_log_grid_has_72_cells_per_prompt_and_seed():
     grid = parse_grid(["sampler=dpm++2m,euler", "steps=10,20,40", "cfg=3,7,12", "negative=on,off", "weight=0.6,1.0"])
     assert grid == Grid(("dpm++2m", "euler"), (10, 20, 40), (3.0, 7.0, 12.0), (True, False), (0.6, 1.0))
     assert grid.size == 72
@@ -392,7 +392,9 @@ def test_failed_process_reports_the_log_and_keeps_the_index(run_dir, prompts, ch
     with pytest.raises(RunError, match=r"exited with code 1 for final x dpm\+\+2m(.|\n)*fake gen_img done"):
         run_generation(plan, checkout=checkout)
     (root,) = (run_dir / "generations").iterdir()
-    assert json.loads((root / "index.json").read_text())["state"] == "failed"
+    index = json.loads((root / "index.json").read_text())
+    assert index["state"] == "failed" and index["processes"][0]["returncode"] == 1
+    assert "exited with code 1" in index["processes"][0]["error"]
 
 
 def test_missing_or_wrong_size_images_are_failures(run_dir, prompts, checkout, monkeypatch):
@@ -424,7 +426,7 @@ def test_split_words(run_dir):
     assert split_words((str(run_dir), "steps=1,2", "cfg=3")) == ([run_dir], ["steps=1,2", "cfg=3"])
 
 
-def test_cli_runs_the_issue_example(run_dir, prompts, checkout, monkeypatch):
+def test_cli_renders_a_grid_with_positional_grid_words(run_dir, prompts, checkout, monkeypatch):
     monkeypatch.setattr("wrapper.launch.run_streaming", fake_gen_img())
     words = f"{run_dir} --checkpoint step4 --prompts {prompts} --grid sampler=dpm++2m,euler steps=2,4 cfg=3,7"
     words += f" negative=on,off --size 64 --seeds 1 --sd-scripts {checkout} --prompt 2"

@@ -194,3 +194,23 @@ def test_comparison_tolerates_runs_without_logs_or_samples(tmp_path, monkeypatch
     text = page.read_text()
     assert "No sample images in any run." in text and "Validation loss: none logged." in text
     assert "<td>starting</td><td>" in text and "no data" in text
+
+
+def test_report_links_generation_pages_and_shows_their_sheets(tmp_path):
+    from PIL import Image
+
+    run = rf.make_run(tmp_path, loss=rf.converging(50))
+    folder = run / "generations" / "20260101T000000Z-abcdef"
+    (folder / "sheets").mkdir(parents=True)
+    Image.new("RGB", (2000, 500), (200, 30, 30)).save(folder / "sheets" / "p01.png")
+    (folder / "generation.html").write_text("<html></html>")
+    index = {"state": "succeeded", "created": "2026-01-01T00:00:00Z", "images": [{}] * 8,
+             "sheets": [{"file": "sheets/p01.png"}]}
+    (folder / "index.json").write_text(json.dumps(index))
+    report.write_report(run)
+    html = (run / "report.html").read_text()
+    assert '<a href="generations/20260101T000000Z-abcdef/generation.html">' in html
+    assert "8 images, succeeded" in html and 'alt="contact sheet p01"' in html
+    with Image.open(run / "plots" / "generation-20260101T000000Z-abcdef-p01.jpg") as shrunk:
+        assert shrunk.size == (1400, 350)
+    assert "[20260101T000000Z-abcdef: 8 images" in (run / "report.md").read_text()

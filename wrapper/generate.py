@@ -268,7 +268,7 @@ def run_job(
     on_line: OnLine | None = None,
     batch_size: int = 1,
 ) -> dict:
-    """Run one gen_img.py process for one job and return its record; raise RunError when it fails."""
+    """Run one gen_img.py process for one job; its record has an 'error' message when it failed."""
     from wrapper.kohya.checkout import trainer_env, trainer_python
     from wrapper.launch import run_streaming
 
@@ -308,14 +308,13 @@ def run_job(
         "s_per_image": round(result.duration_s / len(cells), 2),
     }
     if result.interrupted:
-        raise RunError(
-            f"generation interrupted during job {number} ({source.label} x {sampler}); partial results in {root}"
-        )
+        record["error"] = f"interrupted during job {number} ({source.label} x {sampler}); partial results in {root}"
+        return record
     bad = [] if result.returncode else _bad_images(root, cells, plan.size)
     if result.returncode or bad:
         what = f"exited with code {result.returncode}" if result.returncode else "did not write every image"
         details = "; ".join(bad[:5]) + (f" (and {len(bad) - 5} more)" if len(bad) > 5 else "")
-        raise RunError(
+        record["error"] = (
             f"gen_img.py {what} for {source.label} x {sampler} (job {number})"
             f"{': ' + details if bad else ''}.\n"
             f"  last lines of {log}:\n{_log_tail(log)}"
@@ -355,9 +354,10 @@ def run_generation(
     try:
         for number, job in enumerate(all_jobs, start=1):
             status(f"job {number}/{len(all_jobs)}: {job[0].label} x {job[1]}, {len(job[2])} image(s)")
-            processes.append(
-                run_job(plan, root, number, job, checkout=checkout, on_line=on_line, batch_size=batch_size)
-            )
+            record = run_job(plan, root, number, job, checkout=checkout, on_line=on_line, batch_size=batch_size)
+            processes.append(record)
+            if "error" in record:
+                raise RunError(record["error"])
             _write_json(root / "index.json", build_index(plan, "running", processes))
     except BaseException:
         _write_json(root / "index.json", build_index(plan, "failed", processes))

@@ -46,6 +46,14 @@ class Table:
 
 
 @dataclass(frozen=True)
+class Link:
+    """A paragraph that is a link to a file next to the document."""
+
+    href: str
+    text: str
+
+
+@dataclass(frozen=True)
 class Image:
     """An image saved as `name` (relative to the document) and embedded in the HTML."""
 
@@ -64,7 +72,7 @@ class Fold:
     open: bool = False
 
 
-Block = Heading | Para | Items | Table | Image | Fold
+Block = Heading | Para | Items | Table | Image | Link | Fold
 
 CSS = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d1d1f;margin:0;
@@ -109,6 +117,8 @@ def _block_html(block: Block) -> str:
         head = "".join(f"<th>{html.escape(h)}</th>" for h in block.headers)
         body = "".join("<tr>" + "".join(f"<td>{_cell_html(c)}</td>" for c in row) + "</tr>" for row in block.rows)
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    if isinstance(block, Link):
+        return f'<p><a href="{html.escape(block.href)}">{html.escape(block.text)}</a></p>'
     if isinstance(block, Image):
         mime = "image/jpeg" if block.name.endswith((".jpg", ".jpeg")) else "image/png"
         data = base64.b64encode(block.data).decode()
@@ -160,6 +170,8 @@ def _block_md(block: Block, depth: int = 0) -> str:
         lines.append("|" + "---|" * len(block.headers))
         lines += ["| " + " | ".join(_cell_md(c) for c in row) + " |" for row in block.rows]
         return "\n".join(lines)
+    if isinstance(block, Link):
+        return f"[{_md_escape(block.text)}]({block.href})"
     if isinstance(block, Image):
         text = f"![{block.alt}]({block.name})"
         return f"{text}\n\n_{block.caption}_" if block.caption else text

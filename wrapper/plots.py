@@ -198,3 +198,18 @@ def sample_grid(
     out = io.BytesIO()
     sheet.save(out, format="JPEG", quality=88)
     return out.getvalue()
+
+
+def as_jpeg(png: bytes, max_width: int = 1400) -> bytes:
+    """A contact sheet re-encoded as JPEG (and shrunk to `max_width`) so reports stay small."""
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as image:
+        image = image.convert("RGB")
+        if image.width > max_width:
+            image = image.resize((max_width, round(image.height * max_width / image.width)), Image.LANCZOS)
+        out = io.BytesIO()
+        image.save(out, format="JPEG", quality=88)
+        return out.getvalue()

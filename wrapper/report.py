@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from wrapper import curves, pages, plots, samples
 from wrapper.diff import flatten_dict
 from wrapper.errors import RunError, did_you_mean
-from wrapper.pages import Cell, Fold, Heading, Image, Items, Para, Table
+from wrapper.pages import Cell, Fold, Heading, Image, Items, Link, Para, Table
 from wrapper.tblog import EventFileWarning, read_run_scalars
 
 if TYPE_CHECKING:
@@ -230,6 +230,30 @@ def report_blocks(view: RunView, thresholds: curves.Thresholds) -> list:
     for name, data, alt, caption, missing in pictures:
         blocks.append(Image(f"plots/{name}", data, alt, caption) if data else Para(missing))
     blocks += [Heading("Samples"), *_run_samples(view)]
+    generations = _generations(view)
+    if generations:
+        blocks += [Heading("Generations"), *generations]
+    return blocks
+
+
+def _generations(view: RunView) -> list:
+    """Each `gaze generate` folder of the run: a link to its page and its contact sheets."""
+    blocks: list = []
+    for index_file in sorted(view.path.glob("generations/*/index.json")):
+        try:
+            index = json.loads(index_file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        folder = index_file.parent
+        text = (f"{folder.name}: {len(index.get('images', []))} images, {index.get('state', '?')}, "
+                f"created {index.get('created', '?')}")
+        blocks.append(Link(f"generations/{folder.name}/generation.html", text))
+        for sheet in index.get("sheets", []):
+            path = folder / sheet["file"]
+            if path.is_file():
+                name = f"plots/generation-{folder.name}-{path.stem}.jpg"
+                blocks.append(Image(name, plots.as_jpeg(path.read_bytes()), f"contact sheet {path.stem}",
+                                    f"{folder.name} / {path.name}"))
     return blocks
 
 
