@@ -258,6 +258,17 @@ def _log_tail(log: Path, lines: int = 15) -> str:
     return "\n".join("    " + line for line in text[-lines:])
 
 
+def job_argv(plan: Plan, source: Source, sampler: str, *, checkout: Path, prompts_file: Path, outdir: Path,
+             batch_size: int = 1) -> list[str]:
+    """The gen_img.py command line of one job (one checkpoint x sampler)."""
+    from wrapper.kohya.checkout import trainer_python
+
+    return gen_img_argv(
+        python=trainer_python(), checkout=checkout, model=source.model, family=source.family, lora=source.lora,
+        sampler=resolve_sampler(sampler)[1], prompts_file=prompts_file, outdir=outdir, size=plan.size,
+        precision=plan.precision, tokenizer_cache_dir=source.tokenizer_cache_dir, batch_size=batch_size)
+
+
 def run_job(
     plan: Plan,
     root: Path,
@@ -269,7 +280,7 @@ def run_job(
     batch_size: int = 1,
 ) -> dict:
     """Run one gen_img.py process for one job; its record has an 'error' message when it failed."""
-    from wrapper.kohya.checkout import trainer_env, trainer_python
+    from wrapper.kohya.checkout import trainer_env
     from wrapper.launch import run_streaming
 
     source, sampler, cells = job
@@ -278,20 +289,8 @@ def run_job(
     prompts_file.write_text("\n".join(job_lines(cells)) + "\n", encoding="utf-8")
     for folder in {(root / image_name(c)).parent for c in cells}:
         folder.mkdir(parents=True, exist_ok=True)
-    argv = gen_img_argv(
-        python=trainer_python(),
-        checkout=checkout,
-        model=source.model,
-        family=source.family,
-        lora=source.lora,
-        sampler=resolve_sampler(sampler)[1],
-        prompts_file=prompts_file,
-        outdir=root,
-        size=plan.size,
-        precision=plan.precision,
-        tokenizer_cache_dir=source.tokenizer_cache_dir,
-        batch_size=batch_size,
-    )
+    argv = job_argv(plan, source, sampler, checkout=checkout, prompts_file=prompts_file, outdir=root,
+                    batch_size=batch_size)
     log = root / "generate.log"
     with open(log, "a", encoding="utf-8") as handle:
         handle.write(f"\n=== gaze: job {number}: {source.label} x {sampler}, {len(cells)} image(s)\n=== {argv}\n")

@@ -11,7 +11,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from wrapper.errors import RecipeError, collect
+from wrapper.errors import ConfigError, RecipeError, collect
+from wrapper.kohya.samplers import resolve_sampler
 
 Family = Literal["sd15", "sdxl"]
 PrepMode = Literal["crop-orientation", "uncropped", "stretch"]
@@ -20,23 +21,6 @@ SavePrecision = Literal["float", "fp16", "bf16"]
 Attention = Literal["auto", "sdpa", "xformers", "mem_eff", "none"]
 Size = tuple[int, int]  # (width, height)
 
-#: Friendly sampler names (as the research log writes them) -> sd-scripts' own names.
-SAMPLERS: dict[str, str] = {
-    "dpm++2m": "dpmsolver++",
-    "dpm++": "dpmsolver++",
-    "dpmsolver++": "dpmsolver++",
-    "dpmsolver": "dpmsolver",
-    "dpm-single": "dpmsingle",
-    "euler": "euler",
-    "euler-a": "euler_a",
-    "euler_a": "euler_a",
-    "ddim": "ddim",
-    "pndm": "pndm",
-    "lms": "lms",
-    "heun": "heun",
-    "dpm2": "dpm_2",
-    "dpm2-a": "dpm_2_a",
-}
 TOKEN_LENGTHS = (75, 150, 225)
 
 
@@ -281,8 +265,10 @@ def recipe_problems(recipe: Recipe) -> list[str]:
         problems.append(f"prep.jpeg_quality = {p.jpeg_quality}: expected 1..95")
     if not 0 < s.cfg <= 100:
         problems.append(f"sampling.cfg = {s.cfg!r}: expected a number in (0, 100]")
-    if s.sampler not in SAMPLERS:
-        problems.append(f"sampling.sampler = {s.sampler!r}: expected one of {', '.join(sorted(SAMPLERS))}")
+    try:
+        resolve_sampler(s.sampler)
+    except ConfigError as exc:
+        problems.append(f"sampling.sampler: {exc}")
     if p.mode == "stretch" and p.stretch_to is None:
         problems.append("prep.stretch_to: mode 'stretch' needs the fixed size to stretch to")
     for a in (*n.args, *o.args):

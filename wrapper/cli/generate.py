@@ -161,28 +161,16 @@ def generate(
 
 
 def _print_dry_run(plan, planned, sd_scripts: str | None) -> None:
-    from wrapper.generate import job_lines
-    from wrapper.kohya.checkout import find_checkout, trainer_python
-    from wrapper.kohya.gen_img import gen_img_argv, resolve_sampler
+    from wrapper.generate import job_argv, job_lines
+    from wrapper.kohya.checkout import find_checkout
 
     try:
         checkout = find_checkout(sd_scripts)
     except TrainerNotFound:
         checkout = Path("$SD_SCRIPTS_DIR")
     for number, (source, sampler, cells) in enumerate(planned, start=1):
-        argv = gen_img_argv(
-            python=trainer_python(),
-            checkout=checkout,
-            model=source.model,
-            family=source.family,
-            lora=source.lora,
-            sampler=resolve_sampler(sampler)[1],
-            prompts_file=Path(f"OUT/jobs/{number:02d}.txt"),
-            outdir=Path("OUT"),
-            size=plan.size,
-            precision=plan.precision,
-            tokenizer_cache_dir=source.tokenizer_cache_dir,
-        )
+        argv = job_argv(plan, source, sampler, checkout=checkout, outdir=Path("OUT"),
+                        prompts_file=Path(f"OUT/jobs/{number:02d}.txt"))
         click.echo(f"\njob {number}: {source.label} x {sampler}, {len(cells)} image(s)\n  {' '.join(argv)}")
         lines = job_lines(cells)
         for line in lines[:3]:

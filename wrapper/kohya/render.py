@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from wrapper.errors import ConfigError, collect
-from wrapper.recipe import SAMPLERS, Recipe
+from wrapper.kohya.samplers import resolve_sampler
+from wrapper.recipe import Recipe
 
 SCRIPTS = {"sd15": "train_network.py", "sdxl": "sdxl_train_network.py"}
 ATTENTION_FLAGS = {"sdpa": "sdpa", "xformers": "xformers", "mem_eff": "mem_eff_attn"}
@@ -187,7 +188,7 @@ def render_arguments(recipe: Recipe, places: Places, dataset_config: Path) -> di
         tables["sampling"] = {
             "sample_prompts": str(places.sample_prompts),
             "sample_every_n_steps": s.every_n_steps,
-            "sample_sampler": SAMPLERS[s.sampler],
+            "sample_sampler": resolve_sampler(s.sampler)[1],
         }
     if recipe.extra_args:
         tables["extra"] = dict(recipe.extra_args)
@@ -240,7 +241,7 @@ def render_prompts(recipe: Recipe) -> str:
         parts += [f"w {width}", f"h {height}"]
         if p.seed is not None:
             parts.append(f"d {p.seed}")
-        parts += [f"l {_plain_number(s.cfg)}", f"s {s.steps}", f"ss {SAMPLERS[s.sampler]}"]
+        parts += [f"l {_plain_number(s.cfg)}", f"s {s.steps}", f"ss {resolve_sampler(s.sampler)[1]}"]
         lines.append(" --".join(parts))
     collect(problems, ConfigError, f"recipe {recipe.name!r}: sample prompts cannot be written exactly")
     return "\n".join(lines) + "\n"
