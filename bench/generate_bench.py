@@ -6,7 +6,7 @@ one-image process, T1). Compared: one process for all N images of a checkpoint a
 Modes alternate and repeat; the fastest of each is kept, because other load on a shared machine
 only ever adds time. Prints a Markdown table for bench/generate.md.
 
-    flock /tmp/gaze-heavy.lock python bench/generate_bench.py RUN_DIR --images 4 --steps 4 --size 128
+    python bench/generate_bench.py RUN_DIR --images 4 --steps 4 --size 128
 """
 
 from __future__ import annotations
