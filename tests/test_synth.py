@@ -336,7 +336,7 @@ def test_leftovers_of_a_killed_build_are_removed(tmp_path):
 
 # --- full size, with the real sd-scripts -------------------------------------------------------
 
-FULL_SIZE = {  # parameters per component, as CPU-RUNS.md measured on the released architectures
+FULL_SIZE = {  # parameters per component of the released architectures
     "sd15": {"unet": 859_520_964, "vae": 83_653_863, "text_encoder": 123_060_480},
     "sdxl": {"unet": 2_567_463_684, "vae": 83_653_863, "text_encoder": 123_060_480,
              "text_encoder_2": 694_659_840},
