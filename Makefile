@@ -14,7 +14,7 @@ GLITCHES := glitch-train-text-encoder glitch-uncropped glitch-no-bucket glitch-c
 PATHS := $(if $(DATASET),--dataset $(DATASET)) $(if $(MODEL),--model $(MODEL))
 
 .PHONY: setup setup-train test lint vendor args-table recipes prep audit report generate generate-checkpoints \
-        demo compare queue sweep \
+        sd-scripts demo compare queue sweep \
         $(RECIPES) $(GLITCHES)
 
 $(VENV)/bin/python:
@@ -57,7 +57,12 @@ generate: setup-train  ## the log's sweep over a run's final LoRA: make generate
 generate-checkpoints: setup-train  ## the same prompts across every saved checkpoint of RUN
 	$(GAZE) generate $(RUN) --checkpoint all --grid negative=on,off
 
-demo: setup-train  ## the whole job offline: random-weight SD1.5, synthetic photos, a real short training, a report
+sd-scripts:  ## find (or clone) the pinned sd-scripts before anything heavy is installed
+	@test -n "$$SD_SCRIPTS_DIR" || test -d vendor/sd-scripts || $(MAKE) --no-print-directory vendor || { \
+	  echo "No sd-scripts checkout: set SD_SCRIPTS_DIR to a checkout of $(PIN) (commit $(COMMIT)),"; \
+	  echo "or on a machine with internet: git clone --branch $(PIN) $(REPO) vendor/sd-scripts"; exit 1; }
+
+demo: sd-scripts setup-train  ## the whole job offline: random-weight SD1.5, synthetic photos, a real short training, a report
 	$(GAZE) demo $(if $(FAMILY),--family $(FAMILY))
 
 $(RECIPES) $(GLITCHES): setup-train  ## train one recipe: make sdxl-standard DATASET=... MODEL=...
