@@ -179,3 +179,22 @@ def test_no_images_exit_zero_is_reported_as_a_failure(tmp_path, monkeypatch):
     assert outcome.status.exit_code == 0
     assert outcome.status.state == "failed" and outcome.status.failure_class == "data"
     assert "exit code 0 but no sd15-smoke.safetensors was saved" in outcome.status.message
+
+
+def test_ctrl_c_marks_the_run_interrupted_and_its_state_resumes(tmp_path):
+    recipe = registry.resolve("sd15-smoke+steps=6")
+    run_dir, argv, _ = prepare_run(recipe, request(tmp_path, "sd15"), print)
+    sent = []
+
+    def press_ctrl_c(line: str) -> None:  # as a terminal would: SIGINT to gaze, which forwards it
+        if not sent and line.lstrip().startswith("steps:") and " 3/" in line:
+            sent.append(True)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    stopped = launch(run_dir, argv, find_checkout(), press_ctrl_c, launches=1)
+    report(stopped, "sd15-smoke+steps=6 (Ctrl-C)")
+    assert stopped.status.state == "interrupted" and "gaze resume" in stopped.status.message
+    assert runs.read_status(run_dir).state == "interrupted"
+    resumed = resume_run(run_dir, log=print, on_line=lambda _l: None)
+    assert resumed.status.state == "succeeded", (run_dir / "train.log").read_text()[-3000:]
+    assert lora_steps(run_dir / "output" / "sd15-smoke_steps-6.safetensors") == 6
