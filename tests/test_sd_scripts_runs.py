@@ -81,6 +81,7 @@ def test_sd15_recipe_trains_and_records_everything(tmp_path):
     assert len(manifest["files"]) == 16 and all(len(f["sha256"]) == 64 for f in manifest["files"])
     env = json.loads((run_dir / "environment.json").read_text())
     assert env["packages"]["torch"] and env["device"]["cuda_available"] is False
+    assert env["sd_scripts"]["interface"] == "identical to v0.10.1 (ae72efb92)"
     command = json.loads((run_dir / "command.json").read_text())["argv"]
     assert command[1:3] == ["-m", "accelerate.commands.launch"] and "train_network.py" in command
     args = toml.load(run_dir / "config.toml")

@@ -253,7 +253,11 @@ def _write_run(recipe: Recipe, request: RunRequest, image_dir: Path, run_dir: Pa
         },
     )
     runs.write_json(run_dir / runs.COMMAND, {"argv": argv, "cwd": str(request.checkout)})
-    runs.write_json(run_dir / runs.ENVIRONMENT, provenance.environment(request.checkout, device))
+    environment = provenance.environment(request.checkout, device)
+    pin = interface.committed_interface()["sd_scripts"]
+    # check_version passed: whatever the checkout's git state, its interface is the pinned one
+    environment["sd_scripts"]["interface"] = f"identical to {pin['tag']} ({pin['commit'][:9]})"
+    runs.write_json(run_dir / runs.ENVIRONMENT, environment)
     runs.write_json(run_dir / runs.MANIFEST, provenance.dataset_manifest(image_dir, recipe.data.caption_extension))
     runs.write_status(run_dir, runs.Status("queued"))
     return argv
