@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wrapper.buckets import BucketRules, adjust_limits, bucket_resolutions, place
+from wrapper.buckets import BucketRules, adjust_limits, bucket_resolutions, bucket_rules, place
 from wrapper.errors import DatasetError
 
 
@@ -39,11 +39,11 @@ def test_place(size, resolution, rules, bucket, upscaled):
 
 
 def test_rules_from_names():
-    assert BucketRules.of({"enable_bucket": True, "bucket_reso_steps": 32}).reso_steps == 32
-    assert BucketRules.of(None).enabled is False
+    assert bucket_rules({"enable_bucket": True, "bucket_reso_steps": 32}).reso_steps == 32
+    assert bucket_rules(None).enabled is False
     assert adjust_limits(BucketRules(min_reso=300, max_reso=1000)) == (256, 1024)
     with pytest.raises(DatasetError, match="did you mean 'max_reso'"):
-        BucketRules.of({"max_res": 1024})
+        bucket_rules({"max_res": 1024})
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from wrapper.buckets import BucketRules, place
+from wrapper.buckets import BucketRules, bucket_rules, place
 from wrapper.errors import DatasetError, did_you_mean
 from wrapper.images import SD_SCRIPTS_SUFFIXES, Probe, probe
 from wrapper.scan import MANIFEST, Folder, cpu_count, read_caption, scan
@@ -118,7 +118,7 @@ def audit_dataset(
         )
     path = Path(path)
     folder = scan(path, caption_extension)
-    rules = BucketRules.of(buckets)
+    rules = bucket_rules(buckets)
     images = _images(folder, resolution, rules, workers)
     captions, caption_problems, caption_warnings = _captions(folder, allow_empty_captions)
     groups = defaultdict(list)

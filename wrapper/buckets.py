@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from wrapper.errors import DatasetError, did_you_mean
+from wrapper.recipe import Buckets as BucketRules  # the one definition of bucket settings
 
 Size = tuple[int, int]
 
@@ -27,28 +28,19 @@ _ALIASES = {
 }  # fmt: skip
 
 
-@dataclass(frozen=True)
-class BucketRules:
-    enabled: bool = True
-    min_reso: int = 256
-    max_reso: int = 1024
-    reso_steps: int = 64
-    no_upscale: bool = False
-
-    @classmethod
-    def of(cls, spec: Mapping | object | None) -> BucketRules:
-        """Rules from a mapping or an object with the same attribute names (e.g. a recipe's buckets)."""
-        if spec is None:
-            return cls(enabled=False)
-        if isinstance(spec, cls):
-            return spec
-        items = dict(spec) if isinstance(spec, Mapping) else {k: getattr(spec, k) for k in _attrs(spec)}
-        values = {}
-        for key, value in items.items():
-            if key not in _ALIASES:
-                raise DatasetError(f"bucket setting {key!r} is unknown{did_you_mean(key, _ALIASES)}")
-            values[_ALIASES[key]] = value
-        return cls(**values)
+def bucket_rules(spec: Mapping | object | None) -> BucketRules:
+    """Rules from a mapping (our or sd-scripts' key names) or a recipe's Buckets; None means buckets off."""
+    if spec is None:
+        return BucketRules(enabled=False)
+    if isinstance(spec, BucketRules):
+        return spec
+    items = dict(spec) if isinstance(spec, Mapping) else {k: getattr(spec, k) for k in _attrs(spec)}
+    values = {}
+    for key, value in items.items():
+        if key not in _ALIASES:
+            raise DatasetError(f"bucket setting {key!r} is unknown{did_you_mean(key, _ALIASES)}")
+        values[_ALIASES[key]] = value
+    return BucketRules(**values)
 
 
 def _attrs(obj: object) -> list[str]:
