@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from wrapper.errors import ConfigError, collect
+from wrapper.kohya.gen_img import format_number  # prompt lines read numbers with [\d.]+: no exponents
 from wrapper.kohya.samplers import resolve_sampler
 from wrapper.recipe import Recipe
 
@@ -195,12 +196,6 @@ def render_arguments(recipe: Recipe, places: Places, dataset_config: Path) -> di
     return tables
 
 
-def _plain_number(value: float) -> str:
-    """A decimal without exponent: sd-scripts reads --l with the pattern [\\d.]+."""
-    text = f"{value:f}".rstrip("0").rstrip(".")
-    return text or "0"
-
-
 def prompt_text_problems(text: str, what: str, option: str = "") -> list[str]:
     """Why `text` cannot travel through a sd-scripts .txt prompt line unchanged, if it cannot.
 
@@ -241,7 +236,7 @@ def render_prompts(recipe: Recipe) -> str:
         parts += [f"w {width}", f"h {height}"]
         if p.seed is not None:
             parts.append(f"d {p.seed}")
-        parts += [f"l {_plain_number(s.cfg)}", f"s {s.steps}", f"ss {resolve_sampler(s.sampler)[1]}"]
+        parts += [f"l {format_number(s.cfg)}", f"s {s.steps}", f"ss {resolve_sampler(s.sampler)[1]}"]
         lines.append(" --".join(parts))
     collect(problems, ConfigError, f"recipe {recipe.name!r}: sample prompts cannot be written exactly")
     return "\n".join(lines) + "\n"
