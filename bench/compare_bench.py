@@ -4,7 +4,7 @@ Builds RUNS run folders of STEPS steps each in sd-scripts' layout (loss/current,
 lr/unet, lr/group0 every step, validation every 400 steps), then times on the same files:
 
 * `tbparse.SummaryReader(<logs>).scalars` for every run (the baseline: loading only),
-* `wrapper.report.write_comparison` (load with CRC checks, smooth, verdicts, plots, HTML and
+* `wrapper.reports.run.write_comparison` (load with CRC checks, smooth, verdicts, plots, HTML and
   Markdown), in this process after a warm-up, and as `gaze compare` in a fresh process
   (interpreter start and imports included).
 
@@ -34,7 +34,7 @@ def write_run(root: Path, index: int, steps: int) -> Path:
 
     from tensorboard.compat.proto import event_pb2, summary_pb2
 
-    from wrapper.tfevents import masked_crc
+    from wrapper.curves.tfevents import masked_crc
 
     run = root / f"bench-{index:02d}" / f"20240101T120000Z-{index:06x}"
     folder = run / "logs" / "20240101120000" / "network_train"
@@ -75,7 +75,7 @@ def main() -> None:
 
     from tbparse import SummaryReader
 
-    from wrapper.report import write_comparison
+    from wrapper.reports.run import write_comparison
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from wrapper.generate import jobs, plan_generation, run_job
-from wrapper.grid import parse_grid
+from wrapper.generation.generate import jobs, plan_generation, run_job
+from wrapper.generation.grid import parse_grid
 from wrapper.kohya.checkout import find_checkout
 
 

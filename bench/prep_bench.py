@@ -6,7 +6,7 @@ folder, then measures per image:
   naive      Pillow open, EXIF transpose, RGB, crop, LANCZOS resize, PNG save (defaults), 1 process
              (and the same without the save, to show where its time goes)
   decode     Pillow open + full decode only, 1 process
-  ours/1     wrapper.prep.prepare with one worker (hashing, manifest and captions included)
+  ours/1     wrapper.dataset.prep.prepare with one worker (hashing, manifest and captions included)
   ours/all   the same on every core (what `gaze prep` does)
 
 and the PSNR of our output against the naive full-decode result (worst image).
@@ -28,9 +28,9 @@ import numpy as np
 import PIL
 from PIL import Image, ImageDraw, ImageOps
 
-from wrapper.images import Geometry, centre_crop
-from wrapper.prep import Plan, prepare
-from wrapper.scan import cpu_count
+from wrapper.dataset.images import Geometry, centre_crop
+from wrapper.dataset.prep import Plan, prepare
+from wrapper.dataset.scan import cpu_count
 
 TARGETS = {"portrait": (832, 1216), "landscape": (1216, 832)}
 

@@ -6,7 +6,7 @@ own writer, then times, on the same file:
 
 * `tbparse.SummaryReader(...).scalars` (the baseline),
 * TensorBoard's `EventAccumulator` with no size guidance limit (all points kept),
-* `wrapper.tblog.read_run_scalars` (every record's CRC32C checked, every row kept).
+* `wrapper.runs.layout.read_run_scalars` (every record's CRC32C checked, every row kept).
 
 Each reader's row count is checked against the number of points written.
 
@@ -63,7 +63,8 @@ def main() -> None:
     from tbparse import SummaryReader
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from wrapper.tblog import find_event_files, read_run_scalars
+    from wrapper.kohya.logs import find_event_files
+    from wrapper.runs.layout import read_run_scalars
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -79,7 +80,7 @@ def main() -> None:
         candidates = {
             "tbparse.SummaryReader (baseline)": lambda: len(SummaryReader(str(event_file)).scalars),
             "EventAccumulator, size_guidance 0": accumulator,
-            "wrapper.tblog.read_run_scalars (CRC checked)": lambda: len(read_run_scalars(root)),
+            "wrapper.runs.layout.read_run_scalars (CRC checked)": lambda: len(read_run_scalars(root)),
         }
         results = {name: timed(fn, args.repeat) for name, fn in candidates.items()}
 

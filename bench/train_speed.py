@@ -24,11 +24,12 @@ import time
 from pathlib import Path
 
 from recipes import builtin_registry
+from wrapper.demo.synth import ensure_demo_assets, synth_dataset
 from wrapper.kohya.checkout import find_checkout
+from wrapper.kohya.logs import LOSS_CURRENT
 from wrapper.recipe import evolve
-from wrapper.synth import ensure_demo_assets, synth_dataset
-from wrapper.tblog import LOSS_CURRENT, read_run_scalars
-from wrapper.training import RunRequest, launch, prepare_run
+from wrapper.runs.layout import read_run_scalars
+from wrapper.runs.train import RunRequest, launch, prepare_run
 
 DEFAULTS = {"mixed_precision": "no", "full_bf16": False, "attention": "none", "cache_latents": False,
             "cache_text_encoder_outputs": False, "gradient_checkpointing": False,

@@ -10,7 +10,7 @@ from pathlib import Path
 from recipes.glitches import MODIFIERS
 from recipes.smoke import SMOKES
 from recipes.standard import BASELINES
-from wrapper.registry import Registry, load_recipe_file
+from wrapper.recipe.registry import Registry, load_recipe_file
 
 #: `make glitch-<name>`: each glitch of the log applied to the recipe it was studied on.
 GLITCH_TARGETS = {
@@ -43,6 +43,3 @@ def load_registry(user_file: Path | None = None) -> Registry:
     if user_file is not None:
         load_recipe_file(registry, user_file)
     return registry
-
-
-registry = builtin_registry()

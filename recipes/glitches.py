@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from wrapper.errors import RecipeError
 from wrapper.recipe import Recipe, evolve
-from wrapper.registry import Modifier
+from wrapper.recipe.registry import Modifier
 
 OVERTRAIN_THRESHOLD = 5000  # the log: past 5000 steps a run counts as over-trained
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: golden-file updating, real sd-scripts gating, small real datasets."""
+"""Shared fixtures: no user settings, golden-file updating, real sd-scripts gating, small real datasets."""
 
 from __future__ import annotations
 
@@ -19,6 +19,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "sd_scripts" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def no_user_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts without the user's GAZE_* variables (settings file, dataset, models, recipes)."""
+    for name in [n for n in os.environ if n.startswith("GAZE_") and n != "GAZE_TEST_CACHE"]:
+        monkeypatch.delenv(name)
 
 
 @pytest.fixture
@@ -42,3 +49,28 @@ def image_dir(tmp_path: Path) -> Path:
         Image.new("RGB", size, (120, 80, 40)).save(folder / f"{name}.png")
         (folder / f"{name}.txt").write_text(f"a {name} photo of a coat", encoding="utf-8")
     return folder
+
+
+#: One key of each family's single-file layout, as wrapper.kohya.models tells them apart.
+FAMILY_KEYS = {
+    "sd15": "cond_stage_model.transformer.text_model.embeddings.position_ids",
+    "sd2": "cond_stage_model.model.token_embedding.weight",
+    "sdxl": "conditioner.embedders.1.model.token_embedding.weight",
+}
+
+
+def write_checkpoint(path: Path, family: str) -> Path:
+    """A header-only safetensors file whose keys say `family` (no weights: nothing loads it)."""
+    import json
+    import struct
+
+    header = json.dumps({FAMILY_KEYS[family]: {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}}).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(struct.pack("<Q", len(header)) + header)
+    return path
+
+
+@pytest.fixture
+def checkpoints(tmp_path: Path) -> dict[str, Path]:
+    """A checkpoint file of each family, keyed by family."""
+    return {family: write_checkpoint(tmp_path / "models" / f"{family}.safetensors", family) for family in FAMILY_KEYS}

@@ -57,7 +57,7 @@ def naive_crop(path: Path, target: tuple[int, int]) -> Image.Image:
     """Reference: full decode, centre crop to the target aspect, LANCZOS resize."""
     from PIL import ImageOps
 
-    from wrapper.images import centre_crop
+    from wrapper.dataset.images import centre_crop
 
     img = ImageOps.exif_transpose(Image.open(path)).convert("RGB")
     return img.crop(centre_crop(*img.size, target)).resize(target, Image.LANCZOS)

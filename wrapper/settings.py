@@ -21,9 +21,9 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wrapper.errors import GazeError, did_you_mean
-from wrapper.recipe import Recipe
+from wrapper.errors import DatasetError, GazeError, did_you_mean
 
+PREPARED = "prepared"  # the cache folder of prepared datasets
 KEYS = ("dataset", "runs_dir", "cache_dir", "tokenizer_cache_dir", "models", "recipes")
 
 
@@ -36,6 +36,11 @@ class Settings:
     models: dict[str, Path] = field(default_factory=dict)
     recipes: Path | None = None  # a Python file of the user's own RECIPES / MODIFIERS
     origin: str = "defaults"  # the settings file read, for messages
+
+    @property
+    def prepared_dir(self) -> Path:
+        """Where prepared datasets are cached: shared by `gaze prep` and training runs."""
+        return self.cache_dir / PREPARED
 
 
 def _env_name(model: str) -> str:
@@ -87,29 +92,27 @@ def load_settings(path: Path | None = None, env: dict[str, str] | None = None) -
     )
 
 
-def model_name(recipe: Recipe) -> str:
-    """The settings name of the checkpoint a recipe trains on: its family's, or the mismatched one."""
-    return recipe.family if recipe.base_model == "default" else recipe.base_model
-
-
 def dataset_for(settings: Settings, override: str | os.PathLike | None) -> Path:
+    """The dataset folder given on the command line, else the settings' one (which must exist)."""
     if override:
         return Path(override).expanduser()
     if settings.dataset is None:
-        raise GazeError(
-            'no dataset: pass --dataset DIR, set GAZE_DATASET, or put `dataset = "DIR"` in gaze.toml'
+        raise DatasetError(
+            'no dataset given: pass a folder (--dataset DIR), set GAZE_DATASET, or put `dataset = "DIR"` in gaze.toml'
         )
+    if not settings.dataset.is_dir():
+        raise DatasetError(f"dataset folder {settings.dataset} (from {settings.origin}) does not exist")
     return settings.dataset
 
 
-def model_for(settings: Settings, recipe: Recipe, override: str | os.PathLike | None) -> Path:
+def model_for(settings: Settings, name: str, override: str | os.PathLike | None, *, wanted_by: str) -> Path:
+    """The checkpoint called `name` in the settings (a family or a model name), or the override."""
     if override:
         return Path(override).expanduser()
-    name = model_name(recipe)
     if name not in settings.models:
         known = f" (known: {', '.join(sorted(settings.models))})" if settings.models else ""
         raise GazeError(
-            f"no checkpoint named {name!r} for recipe {recipe.name!r}{known}: pass --model PATH, set "
+            f"no checkpoint named {name!r} for {wanted_by}{known}: pass --model PATH, set "
             f'{_env_name(name)}, or add `{name} = "PATH"` under [models] in gaze.toml'
         )
     return settings.models[name]

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import click
 
+from wrapper.kohya.models import CHECKPOINT_FAMILIES
+from wrapper.recipe import Buckets, Prep
+
 # Kept literal so `gaze --help` need not import the preparation code (a test checks they agree).
 OPERATIONS = ("crop-orientation", "uncropped", "stretch", "jpeg-inject")
 FORMATS = ("webp", "png", "bmp")
-FAMILIES = ("sd15", "sd2", "sdxl")
 COLOURS = {"white": (255, 255, 255), "black": (0, 0, 0), "grey": (128, 128, 128), "gray": (128, 128, 128)}
 
 
@@ -68,14 +70,14 @@ def _progress(label: str):
 )
 @click.option(
     "--portrait",
-    default="832x1216",
+    default="{}x{}".format(*Prep().portrait),
     callback=parse_size,
     show_default=True,
     help="crop-orientation: size for portrait images.",
 )
 @click.option(
     "--landscape",
-    default="1216x832",
+    default="{}x{}".format(*Prep().landscape),
     callback=parse_size,
     show_default=True,
     help="crop-orientation: size for landscape images.",
@@ -97,7 +99,7 @@ def _progress(label: str):
 @click.option(
     "--jpeg-quality",
     type=click.IntRange(1, 100),
-    default=10,
+    default=Prep().jpeg_quality,
     show_default=True,
     help="jpeg-inject: JPEG quality of the re-encoded images.",
 )
@@ -156,11 +158,13 @@ def prep(
 
     Example: gaze prep ~/data/fashion --op crop-orientation --op jpeg-inject --jpeg-fraction 0.2
     """
+    from wrapper.dataset.images import Geometry
+    from wrapper.dataset.prep import JpegInject, Plan, prepare
     from wrapper.errors import DatasetError
-    from wrapper.images import Geometry
-    from wrapper.prep import JpegInject, Plan, prepare
+    from wrapper.settings import dataset_for, load_settings
 
-    source = source or _settings_dataset()
+    settings = load_settings()
+    source = dataset_for(settings, source)
 
     geometric = [op for op in ops if op != "jpeg-inject"]
     if len(set(geometric)) > 1:
@@ -169,32 +173,13 @@ def prep(
     jpeg = JpegInject(jpeg_fraction, jpeg_quality, seed) if "jpeg-inject" in ops else None
     plan = Plan(geometry, jpeg, fmt, background, caption_extension, allow_empty_captions)
     result = prepare(
-        source, plan, cache_dir or _default_cache(), out=out, workers=workers, progress=_progress(plan.name)
+        source, plan, cache_dir or settings.prepared_dir, out=out, workers=workers, progress=_progress(plan.name)
     )
     state = "reused" if result.reused else "prepared"
     click.echo(f"{state} {result.images} images ({plan.name}); manifest {result.manifest.name}", err=True)
     for warning in result.warnings:
         click.secho(f"warning: {warning}", fg="yellow", err=True)
     click.echo(str(result.path))
-
-
-def _settings_dataset() -> Path:
-    """The dataset named in the settings (gaze.toml or $GAZE_DATASET), when none is given."""
-    from wrapper.errors import DatasetError
-    from wrapper.settings import load_settings
-
-    dataset = load_settings().dataset
-    if dataset is None:
-        raise DatasetError("no dataset given: pass a folder, or set dataset in gaze.toml or $GAZE_DATASET")
-    if not Path(dataset).expanduser().is_dir():
-        raise DatasetError(f"dataset folder {dataset} (from the settings) does not exist")
-    return Path(dataset).expanduser()
-
-
-def _default_cache() -> Path:
-    from wrapper.settings import load_settings
-
-    return Path(load_settings().cache_dir).expanduser() / "prepared"  # shared with training runs
 
 
 @click.command("audit")
@@ -207,11 +192,11 @@ def _default_cache() -> Path:
     help="Training resolution (e.g. 1024 or 832x1216): turns on upscale and bucket checks.",
 )
 @click.option("--buckets/--no-buckets", default=True, show_default=True, help="Bucketing on (with --resolution).")
-@click.option("--min-bucket-reso", type=int, default=256, show_default=True)
-@click.option("--max-bucket-reso", type=int, default=1024, show_default=True)
-@click.option("--bucket-reso-steps", type=int, default=64, show_default=True)
+@click.option("--min-bucket-reso", type=click.IntRange(1), default=Buckets().min_reso, show_default=True)
+@click.option("--max-bucket-reso", type=click.IntRange(1), default=Buckets().max_reso, show_default=True)
+@click.option("--bucket-reso-steps", type=click.IntRange(1), default=Buckets().reso_steps, show_default=True)
 @click.option("--bucket-no-upscale", is_flag=True)
-@click.option("--family", type=click.Choice(FAMILIES), default="sd15", show_default=True)
+@click.option("--family", type=click.Choice(list(CHECKPOINT_FAMILIES)), default="sd15", show_default=True)
 @click.option("--allow-empty-captions", is_flag=True, help="Report images without a caption as a warning only.")
 @click.option("--images", "per_image", is_flag=True, help="Add a row per image: size, bucket, caption tokens.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")
@@ -242,9 +227,10 @@ def audit(
 
     Example: gaze audit ~/data/fashion --resolution 832x1216 --max-bucket-reso 1216
     """
-    from wrapper.audit import audit_dataset
+    from wrapper.dataset.audit import audit_dataset
+    from wrapper.settings import dataset_for, load_settings
 
-    dataset = dataset or _settings_dataset()
+    dataset = dataset_for(load_settings(), dataset)
     from wrapper.errors import DatasetError
 
     rules = (

@@ -122,8 +122,8 @@ def generate(
     Example: gaze generate runs/sdxl-standard/20250101T000000Z-abc123 sampler=dpm++2m,euler
     steps=10,20,40 cfg=3,7,12 negative=on,off weight=0.6,1.0 --seeds 1,2 --yes
     """
-    from wrapper.generate import check_count, jobs, plan_generation, run_generation
-    from wrapper.grid import parse_grid, parse_seeds
+    from wrapper.generation.generate import check_count, jobs, plan_generation, run_generation
+    from wrapper.generation.grid import parse_grid, parse_seeds
 
     run_dirs, positional_grid = split_words(words)
     plan = plan_generation(
@@ -157,11 +157,13 @@ def generate(
         on_status=lambda m: click.secho(f"gaze: {m}", fg="cyan", err=True),
         on_line=None if quiet else lambda line: click.echo(f"  {line}", err=True),
     )
-    click.echo(f"index: {root / 'index.json'}\nsheets: {root / 'sheets'}\npage: {root / 'generation.html'}")
+    from wrapper.runs import layout as runs
+
+    click.echo(f"index: {root / runs.GENERATION_INDEX}\nsheets: {root / 'sheets'}\npage: {root / runs.GENERATION_PAGE}")
 
 
 def _print_dry_run(plan, planned, sd_scripts: str | None) -> None:
-    from wrapper.generate import job_argv, job_lines
+    from wrapper.generation.generate import job_argv, job_lines
     from wrapper.kohya.checkout import find_checkout
 
     try:

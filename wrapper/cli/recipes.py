@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from wrapper.errors import ConfigError, DatasetError, TrainerNotFound
+from wrapper.errors import ConfigError, TrainerNotFound
 
 
 def current_registry(settings=None):
@@ -32,14 +32,6 @@ def checkout_or_table(sd_scripts: str | None, use_table: bool):
         if sd_scripts or os.environ.get("SD_SCRIPTS_DIR"):
             raise
         return None
-
-
-def require_images(dataset: Path) -> None:
-    from wrapper.images import IMAGE_SUFFIXES
-    if not dataset.is_dir():
-        raise DatasetError(f"dataset directory {dataset} does not exist")
-    if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in dataset.iterdir() if p.is_file()):
-        raise DatasetError(f"dataset directory {dataset} has no images ({', '.join(IMAGE_SUFFIXES)})")
 
 
 sd_scripts_option = click.option(
@@ -83,7 +75,7 @@ def show(recipe: str, as_json: bool) -> None:
 
     Example: gaze show sd15-standard+high-lr=3e-4
     """
-    from wrapper.diff import flat_diff, flatten_dict
+    from wrapper.recipe.diff import flat_diff, flatten_dict
 
     registry = current_registry()
     resolved = registry.resolve(recipe)
@@ -130,26 +122,16 @@ def config(
     Example: gaze config sd15-standard+no-bucket+high-lr=3e-4 --out configs/nobucket --dataset ~/data/fashion
     """
     from wrapper.kohya import configs
-    from wrapper.kohya.render import Places
-    from wrapper.settings import dataset_for, load_settings, model_for
+    from wrapper.runs.train import render_configs, request_for
+    from wrapper.settings import load_settings
 
     settings = load_settings()
     resolved = current_registry(settings).resolve(recipe)
-    image_dir = dataset_for(settings, dataset).resolve()
-    require_images(image_dir)
-    out = out_dir.resolve()
-    places = Places(
-        image_dir=image_dir,
-        model=model_for(settings, resolved, model).resolve(),
-        output_dir=out / "output",
-        logging_dir=out / "logs",
-        sample_prompts=out / configs.PROMPTS_FILE,
-        output_name=resolved.name,
-        tokenizer_cache_dir=settings.tokenizer_cache_dir,
-    )
     checkout = checkout_or_table(sd_scripts, use_table)
-    rendered = configs.render(resolved, places, out)
-    written = configs.write(rendered, out, checkout=checkout)
+    configs.check_out_dir(out_dir)
+    request = request_for(resolved, settings, checkout or Path("."), dataset=dataset, model=model)
+    rendered = render_configs(resolved, request, out_dir, log=click.echo)
+    written = configs.write(rendered, out_dir, checkout=checkout)
     against = f"sd-scripts at {checkout}" if checkout else "the committed sd-scripts v0.10.1 table"
     for path in written:
         click.echo(f"wrote {path}")

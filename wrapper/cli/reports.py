@@ -52,16 +52,17 @@ def report(run_dirs: tuple[str, ...], smoothing: float, quiet: bool) -> None:
     rule and thresholds), raw and smoothed loss, learning rate, validation loss when logged, and a
     grid of the trainer's sample images (prompt x step).
     """
-    from wrapper import curves
-    from wrapper.report import load_run, render_report
+    from wrapper.curves import verdicts as curves
+    from wrapper.reports.run import load_run, render_report
 
     thresholds = curves.Thresholds(smoothing=smoothing)
     for text in run_dirs:
         view = load_run(_run_path(text))
         _echo_problems(view)
-        _echo_written(render_report(view, thresholds))
+        written = render_report(view, thresholds)
+        _echo_written(written.paths)
         if not quiet:
-            for v in curves.verdicts(view.scalars, thresholds):
+            for v in written.verdicts:
                 click.echo(f"  {v.metric:<14} {v.status:<18} {v.notes}")
 
 
@@ -83,9 +84,9 @@ def compare(run_dirs: tuple[str, ...], out_dir: Path | None, smoothing: float) -
     Curves are aligned by step; the parameter table lists only values that differ between the
     runs; sample grids show run x step for each prompt. A recipe folder means its newest run.
     """
-    from wrapper import curves
+    from wrapper.curves import verdicts as curves
     from wrapper.errors import RunError
-    from wrapper.report import load_runs, render_comparison
+    from wrapper.reports.compare import load_runs, render_comparison
 
     if len(run_dirs) < 2:
         raise RunError("compare needs at least two runs (use `gaze report` for one)")

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
 import click
 
 from wrapper.cli.recipes import current_registry
-
-PROGRESS = re.compile(
-    r"steps:\s+(\d+)%\|.*?\|\s*(\d+)/(\d+)\s*\[([^\]<]*)<?([^\],]*),?\s*([^\],]*)"
-    r"(?:,\s*avr_loss=([\d.eE+-]+|nan))?"
-)
+from wrapper.kohya.logs import parse_progress
 
 
 class ProgressPrinter:
@@ -22,11 +17,11 @@ class ProgressPrinter:
     def __init__(self, stream=None) -> None:
         self.stream = stream or sys.stdout
         self.tty = self.stream.isatty()
-        self.last_step: str | None = None
+        self.last_step: int | None = None
 
     def __call__(self, line: str) -> None:
-        match = PROGRESS.search(line)
-        if not match:
+        progress = parse_progress(line)
+        if progress is None:
             if self.last_step is not None and self.tty:
                 self.stream.write("\n")
             self.last_step = None if self.tty else self.last_step
@@ -34,11 +29,11 @@ class ProgressPrinter:
                 self.stream.write(line + "\n")
             self.stream.flush()
             return
-        _, step, total, elapsed, _, speed, loss = match.groups()
-        if step == self.last_step:
+        if progress.step == self.last_step:
             return
-        self.last_step = step
-        text = f"step {step}/{total}  loss {loss or '-'}  {speed.strip() or '-'}  elapsed {elapsed.strip()}"
+        self.last_step = progress.step
+        p = progress
+        text = f"step {p.step}/{p.total}  loss {p.loss or '-'}  {p.speed or '-'}  elapsed {p.elapsed}"
         self.stream.write(("\r" + text.ljust(70)) if self.tty else text + "\n")
         self.stream.flush()
 
@@ -69,31 +64,21 @@ def run_options(f):
     return f
 
 
-def _starter(dataset, model, runs_dir, gpus, threads, sd_scripts):
-    """A function spec -> Outcome that checks, prepares and launches one run."""
+def _requests(specs: list[str], dataset, model, runs_dir, gpus, threads, sd_scripts) -> list:
+    """(spec, recipe, RunRequest) for each spec, every name and path checked before any run starts."""
     from wrapper.kohya.checkout import find_checkout
-    from wrapper.settings import dataset_for, load_settings, model_for
-    from wrapper.training import RunRequest, start_run
+    from wrapper.runs.train import request_for
+    from wrapper.settings import load_settings
 
     settings = load_settings()
     registry = current_registry(settings)
     checkout = find_checkout(sd_scripts)
-
-    def start(spec: str):
-        recipe = registry.resolve(spec)
-        request = RunRequest(
-            dataset=dataset_for(settings, dataset),
-            model=model_for(settings, recipe, model),
-            runs_dir=Path(runs_dir) if runs_dir else settings.runs_dir,
-            cache_dir=settings.cache_dir,
-            checkout=checkout,
-            tokenizer_cache_dir=settings.tokenizer_cache_dir,
-            gpus=gpus,
-            threads=threads,
-        )
-        return start_run(recipe, request, log=click.echo, on_line=ProgressPrinter())
-
-    return start
+    recipes = [registry.resolve(spec) for spec in specs]
+    return [
+        (spec, recipe, request_for(recipe, settings, checkout, dataset=dataset, model=model, runs_dir=runs_dir,
+                                   gpus=gpus, threads=threads))
+        for spec, recipe in zip(specs, recipes, strict=True)
+    ]
 
 
 def _report_outcome(outcome) -> None:
@@ -119,7 +104,10 @@ def run(recipe, **options) -> None:
 
     Example: gaze run sdxl-standard --dataset ~/data/fashion --model ~/models/sd_xl_base_1.0.safetensors
     """
-    _report_outcome(_starter(**options)(recipe))
+    from wrapper.runs.train import start_run
+
+    ((_, resolved, request),) = _requests([recipe], **options)
+    _report_outcome(start_run(resolved, request, log=click.echo, on_line=ProgressPrinter()))
 
 
 @click.command("resume")
@@ -129,16 +117,20 @@ def resume(run_dir: Path) -> None:
 
     Example: gaze resume runs/sdxl-standard/20260101T120000Z-a1b2c3
     """
-    from wrapper.resume import resume_run
+    from wrapper.runs.resume import resume_run
 
     _report_outcome(resume_run(run_dir, log=click.echo, on_line=ProgressPrinter()))
 
 
 def _queue(specs: list[str], options: dict) -> None:
-    from wrapper.queue import format_table, run_queue
+    from wrapper.runs.queue import format_table, run_queue
+    from wrapper.runs.train import start_run
 
-    start = _starter(**options)
-    rows = run_queue(specs, start, log=click.echo)
+    def start(planned: tuple):
+        _, recipe, request = planned
+        return start_run(recipe, request, log=click.echo, on_line=ProgressPrinter())
+
+    rows = run_queue(_requests(specs, **options), start, log=click.echo, label=lambda planned: planned[0])
     click.echo("\n" + format_table(rows))
     if any(r.state != "succeeded" for r in rows):
         raise SystemExit(1)
@@ -164,7 +156,7 @@ def sweep(base: str, modifiers: tuple[str, ...], **options) -> None:
 
     Example: gaze sweep sd15-standard no-bucket crop-flip high-lr=3e-4 caption-dropout
     """
-    from wrapper.registry import sweep as expand
+    from wrapper.recipe.registry import sweep as expand
 
     _queue(expand(base, modifiers), options)
 
@@ -185,9 +177,9 @@ def demo(family: str, runs_dir: str, cache_dir: str, sd_scripts: str | None) -> 
 
     Example: gaze demo --family sdxl
     """
+    from wrapper.demo.synth import ensure_demo_assets
     from wrapper.kohya.checkout import ensure_checkout
-    from wrapper.synth import ensure_demo_assets
-    from wrapper.training import RunRequest, start_run
+    from wrapper.runs.train import RunRequest, start_run
 
     checkout = ensure_checkout(sd_scripts)
     click.echo(f"sd-scripts: {checkout}")
@@ -203,9 +195,9 @@ def demo(family: str, runs_dir: str, cache_dir: str, sd_scripts: str | None) -> 
     )
     outcome = start_run(recipe, request, log=click.echo, on_line=ProgressPrinter())
     if outcome.status.state == "succeeded":
-        from wrapper.report import write_report
+        from wrapper.reports.run import write_report
 
-        paths = write_report(outcome.run_dir)
+        paths = write_report(outcome.run_dir).paths
         html = next((p for p in paths if p.suffix == ".html"), paths[0] if paths else None)
         click.echo(f"report: {html}")
     _report_outcome(outcome)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from wrapper.errors import ConfigError, collect
+from wrapper.files import write_atomic
 from wrapper.kohya import interface, rules, tomlio
 from wrapper.kohya.render import (
     Places,
@@ -80,16 +81,22 @@ def check(script: str, arguments: dict[str, Any], dataset: dict[str, Any], *, ch
     return problems
 
 
-def write(rendered: Rendered, out_dir: Path, *, checkout: Path | None) -> list[Path]:
-    """Check, then write the three files into an empty (or new) directory; nothing on failure."""
+def check_out_dir(out_dir: Path) -> None:
+    """Refuse a folder that holds anything: configs are written only into a new or empty one."""
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise ConfigError(f"{out_dir} is not an empty directory; choose a new one (nothing was written)")
+
+
+def write(rendered: Rendered, out_dir: Path, *, checkout: Path | None) -> list[Path]:
+    """Check, then write the three files into an empty (or new) directory; nothing on failure."""
+    check_out_dir(out_dir)
     collect(check(rendered.script, rendered.arguments, rendered.dataset, checkout=checkout, where=out_dir),
             ConfigError, "the rendered configs are not valid for sd-scripts (nothing was written)")
     texts = rendered.texts()
+    out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, text in texts.items():
-        tomlio.write_atomic(out_dir / name, text)
+        write_atomic(out_dir / name, text)
         paths.append(out_dir / name)
     return paths
 

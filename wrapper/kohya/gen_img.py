@@ -10,12 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from wrapper.errors import ConfigError
-from wrapper.kohya.samplers import (  # noqa: F401  (re-exported: the grid's sampler names)
-    FRIENDLY_SAMPLERS,
-    SD_SCRIPTS_SAMPLERS,
-    normalize_sampler,
-    resolve_sampler,
-)
+from wrapper.kohya.samplers import SD_SCRIPTS_SAMPLERS
 
 # gen_img.py's `--sampler` choices (setup_parser); anything else would be rejected by argparse,
 # while the training-time sampler silently falls back to DDIM.

@@ -2,7 +2,7 @@
 
 The facts come from a real checkout when one is available (its own argparse parser and dataset
 schema, asked in a child process by wrapper.kohya.probe), else from the committed table
-`sd_scripts_args.json`, generated from the pinned tag by `gaze interface --write`.
+`sd_scripts_args.json`, generated from the pinned tag by `make args-table` (`python -m wrapper.kohya.interface`).
 """
 
 from __future__ import annotations

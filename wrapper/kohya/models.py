@@ -8,7 +8,8 @@ from pathlib import Path
 
 from wrapper.errors import RunError
 
-FAMILIES = {"sd15": "SD1.x", "sd2": "SD2.x", "sdxl": "SDXL"}
+#: Checkpoint families gaze can tell apart (recipes train sd15 and sdxl; an SD2.x base trains as sd15 --v2).
+CHECKPOINT_FAMILIES = {"sd15": "SD1.x", "sd2": "SD2.x", "sdxl": "SDXL"}
 
 
 def _safetensors_keys(path: Path) -> list[str]:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from wrapper.errors import did_you_mean
+from wrapper.errors import ConfigError, did_you_mean
+from wrapper.kohya.samplers import resolve_sampler
 from wrapper.recipe import Recipe
 
 # transformers.SchedulerType values plus sd-scripts' own additions (train_util.get_scheduler_fix)
@@ -127,6 +128,10 @@ def recipe_rules(recipe: Recipe) -> list[str]:
     """Rules that tie a recipe's preparation to how sd-scripts will read the prepared images."""
     d, prep = recipe.data, recipe.prep
     p: list[str] = []
+    try:
+        resolve_sampler(recipe.sampling.sampler)
+    except ConfigError as exc:
+        p.append(f"sampling.sampler: {exc}")
     if not d.buckets.enabled and not d.random_crop:
         fixed = d.resolution
         if prep.mode == "uncropped":

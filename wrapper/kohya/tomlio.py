@@ -8,9 +8,6 @@ proves each file by parsing it back with `toml` before anything is written.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from wrapper.errors import ConfigError
@@ -135,16 +132,3 @@ def _without_none(data: Any) -> Any:
     if isinstance(data, list | tuple):
         return [_without_none(v) for v in data]
     return data
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write text to a temporary name beside `path`, then rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -1,0 +1,1 @@
+"""Loss curves: event files -> scalars -> smoothing -> verdicts."""

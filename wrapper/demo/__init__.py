@@ -1,0 +1,1 @@
+"""Offline demo assets: random-weight models, tiny CLIP tokenizers, synthetic photos."""

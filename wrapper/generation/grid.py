@@ -1,0 +1,103 @@
+"""Generation grids: the axes a user sweeps (sampler, steps, CFG, negative prompt, LoRA weight).
+
+Written as words like `sampler=dpm++2m,euler steps=10,20,40 cfg=3,7,12 negative=on,off
+weight=0.6,1.0`; every value is checked against a stated range before anything runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from wrapper.errors import ConfigError, collect, did_you_mean
+from wrapper.kohya.gen_img import format_number
+from wrapper.kohya.samplers import resolve_sampler
+
+GRID_KEYS = ("sampler", "steps", "cfg", "negative", "weight")
+STEPS_RANGE = (1, 1000)  # gen_img.py silently clamps steps to this range
+CFG_RANGE = (1.0, 30.0)  # at 1 gen_img.py skips classifier-free guidance, so the negative prompt is unused
+WEIGHT_RANGE = (-2.0, 2.0)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The values of each axis, in the order given; the defaults are the research log's settings."""
+
+    sampler: tuple[str, ...] = ("dpm++2m",)
+    steps: tuple[int, ...] = (20,)
+    cfg: tuple[float, ...] = (7.0,)
+    negative: tuple[bool, ...] = (True,)
+    weight: tuple[float, ...] = (1.0,)
+
+    @property
+    def size(self) -> int:
+        """Images per prompt, seed and checkpoint."""
+        return len(self.sampler) * len(self.steps) * len(self.cfg) * len(self.negative) * len(self.weight)
+
+    def as_dict(self) -> dict[str, list]:
+        """JSON-ready values, negative as "on"/"off"."""
+        return {
+            "sampler": list(self.sampler),
+            "steps": list(self.steps),
+            "cfg": list(self.cfg),
+            "negative": ["on" if n else "off" for n in self.negative],
+            "weight": list(self.weight),
+        }
+
+
+def _parse_value(key: str, text: str) -> object:
+    if key == "sampler":
+        return resolve_sampler(text)[0]
+    if key == "negative":
+        if text.lower() not in ("on", "off"):
+            raise ValueError("expected on or off")
+        return text.lower() == "on"
+    low, high = {"steps": STEPS_RANGE, "cfg": CFG_RANGE, "weight": WEIGHT_RANGE}[key]
+    value = int(text) if key == "steps" else float(text)
+    if not low <= value <= high:  # also false for NaN
+        raise ValueError(f"out of range; expected {format_number(low)} to {format_number(high)}")
+    return value
+
+
+def parse_grid(tokens: Sequence[str]) -> Grid:
+    """Parse grid words; one ConfigError lists every problem. Keys left out keep their default."""
+    values: dict[str, tuple] = {}
+    problems: list[str] = []
+    for token in tokens:
+        key, eq, text = token.partition("=")
+        key = key.strip().lower()
+        if not eq:
+            problems.append(f"{token!r}: expected KEY=VALUE[,VALUE...] with KEY one of {', '.join(GRID_KEYS)}")
+            continue
+        if key not in GRID_KEYS:
+            problems.append(f"unknown grid key {key!r}{did_you_mean(key, GRID_KEYS)}; expected {', '.join(GRID_KEYS)}")
+            continue
+        if key in values:
+            problems.append(f"grid key {key!r} is given twice; list all its values once: {key}=A,B")
+            continue
+        parsed = []
+        for item in (part.strip() for part in text.split(",")):
+            try:
+                parsed.append(_parse_value(key, item))
+            except ConfigError as exc:
+                problems.append(str(exc))
+            except ValueError as exc:
+                kind = "an integer" if key == "steps" else "a number"
+                reason = str(exc) if str(exc).startswith(("out of", "expected")) else f"expected {kind}"
+                problems.append(f"grid key {key!r}: value {item!r} is not valid ({reason})")
+        if len(set(parsed)) != len(parsed):
+            problems.append(f"grid key {key!r}: a value is listed twice in {text!r}")
+        values[key] = tuple(parsed)
+    collect(problems, ConfigError, "bad --grid")
+    return Grid(**values)
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """Parse `1,2,3`: distinct integers from 0 to 2**32-1 (gen_img.py's seed range)."""
+    try:
+        seeds = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ConfigError(f"option --seeds: {text!r} is not a comma-separated list of integers") from None
+    if any(not 0 <= s < 2**32 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"option --seeds: {text!r}: expected distinct integers from 0 to {2**32 - 1}")
+    return seeds

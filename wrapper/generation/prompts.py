@@ -1,0 +1,137 @@
+"""Prompt files for generation grids: one prompt per line, negative prompts, strict syntax.
+
+    # a comment
+    negative: lowres, bad anatomy, blurry        <- negative prompt for the prompts below it
+    fashion photo of a woman in a red coat        <- a prompt
+    studio portrait, white background --n text    <- a prompt with its own negative prompt
+
+Steps, CFG, seed and sampler come from the grid, never from the file. Text that sd-scripts'
+gen_img.py would read as something else is an error with its line and column: " --" other than
+one " --n" (an option), "{" or "}" (dynamic prompt variants) and " AND " (regional prompts).
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+
+from wrapper.errors import ConfigError, collect
+
+BUILTIN_PROMPTS = Path(__file__).resolve().parents[2] / "recipes" / "prompts.txt"
+DIRECTIVE = "negative:"
+OPTION = " --"
+NEGATIVE_OPTION = " --n "
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One prompt and the negative prompt that goes with it ("" when there is none)."""
+
+    text: str
+    negative: str
+    line: int
+    number: int  # 1-based position among the file's prompts; prompt ids (p01, ...) follow it
+
+
+def read_prompts(path: Path) -> list[Prompt]:
+    """Parse a prompt file; every syntax problem is reported with its line and column."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"option --prompts: {path} does not exist; expected a prompt file (see {BUILTIN_PROMPTS})")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigError(f"{path}:{line}:{column}: not UTF-8 text (byte {data[exc.start]:#04x})") from None
+    return parse_prompts(text, str(path))
+
+
+def parse_prompts(text: str, source: str = "<prompts>") -> list[Prompt]:
+    """Parse prompt-file text; raise one ConfigError listing every problem as source:line:column."""
+    prompts: list[Prompt] = []
+    problems: list[str] = []
+    negative = ""
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.rstrip()
+        stripped = line.lstrip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        indent = len(line) - len(stripped)
+        where = f"{source}:{number}"
+        if stripped[: len(DIRECTIVE)].lower() == DIRECTIVE:
+            body = stripped[len(DIRECTIVE) :]
+            start = indent + len(DIRECTIVE) + (len(body) - len(body.lstrip()))
+            problems += _check_text(body.strip(), where, start, "negative prompt")
+            negative = body.strip()
+            continue
+        problems += _check_directive_typo(stripped, where, indent)
+        prompt, own_negative, found = _split_line(stripped, where, indent)
+        problems += found
+        own = negative if own_negative is None else own_negative
+        prompts.append(Prompt(prompt, own, number, len(prompts) + 1))
+    if not prompts and not problems:
+        problems.append(f"{source}: no prompts found (every line is blank, a comment or a 'negative:' line)")
+    collect(problems, ConfigError, f"{source}: bad prompt file")
+    return prompts
+
+
+def _split_line(line: str, where: str, indent: int) -> tuple[str, str | None, list[str]]:
+    """Split 'prompt --n negative' and check both parts; columns are 1-based."""
+    problems: list[str] = []
+    if line.startswith("--"):
+        return "", None, [f"{where}:{indent + 1}: a line must start with the prompt, not with an option"]
+    cut = line.find(NEGATIVE_OPTION)
+    if cut < 0 and line.endswith(NEGATIVE_OPTION.rstrip()):
+        cut = len(line) - len(NEGATIVE_OPTION.rstrip())
+    prompt = line if cut < 0 else line[:cut]
+    problems += _check_text(prompt, where, indent, "prompt")
+    if " AND " in prompt:
+        column = indent + prompt.index(" AND ") + 2
+        problems.append(f"{where}:{column}: ' AND ' makes gen_img.py split the prompt into regions; write 'and'")
+    if cut < 0:
+        return prompt.strip(), None, problems
+    start = cut + len(NEGATIVE_OPTION)
+    negative = line[start:]
+    problems += _check_text(negative, where, indent + start, "negative prompt")
+    if not negative.strip():
+        problems.append(f"{where}:{indent + cut + 2}: '--n' needs a negative prompt after it")
+    return prompt.strip(), negative.strip(), problems
+
+
+def _check_text(text: str, where: str, offset: int, what: str) -> list[str]:
+    """Problems with text gen_img.py would not read as plain words (0-based offset of text in line)."""
+    problems = []
+    position = text.find(OPTION)
+    while position >= 0:
+        column = offset + position + 2
+        word = text[position + 1 :].split(" ", 1)[0]
+        hint = (
+            "only one ' --n NEGATIVE' may follow the prompt"
+            if word == "--n"
+            else "steps, CFG, seed and sampler come from the grid; only ' --n NEGATIVE' may follow the prompt"
+        )
+        problems.append(f"{where}:{column}: unexpected option {word!r} in the {what}: {hint}")
+        position = text.find(OPTION, position + 1)
+    for brace in "{}":
+        if brace in text:
+            column = offset + text.index(brace) + 1
+            problems.append(f"{where}:{column}: {brace!r} in the {what} starts a gen_img.py dynamic prompt; remove it")
+    return problems
+
+
+def _check_directive_typo(line: str, where: str, indent: int) -> list[str]:
+    """A first word like 'negtive:' is almost surely a misspelt directive, not a prompt."""
+    word, colon, _ = line.partition(":")
+    if not colon or " " in word or not word:
+        return []
+    if difflib.SequenceMatcher(None, word.lower(), DIRECTIVE[:-1]).ratio() >= 0.75:
+        return [f"{where}:{indent + 1}: unknown directive {word + ':'!r} (did you mean 'negative:'?)"]
+    return []
+
+
+def prompt_id(prompt: Prompt) -> str:
+    """Stable id of a prompt in file names and the index: p01 for the file's first prompt, ..."""
+    return f"p{prompt.number:02d}"

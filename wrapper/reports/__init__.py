@@ -1,0 +1,1 @@
+"""Reports: one document writer, plots, the run report and the comparison of runs."""

@@ -1,0 +1,263 @@
+"""The run folder: its names, typed records, readers and writes. Every other module reads runs here.
+
+runs/<recipe>/<UTC YYYYmmddTHHMMSSZ>-<6 hex>/
+  recipe.json  run.json  command.json  environment.json  manifest.json  status.json  resume.json
+  dataset.toml  config.toml  sample_prompts.txt  train.log
+  logs/          sd-scripts' TensorBoard folder (one timestamped sub-folder per launch)
+  output/        LoRA files, -state folders, sample/ (names: wrapper.kohya.outputs)
+  report.html  report.md  plots/
+  generations/<UTC time>-<id>/   one `gaze generate` call: images, index.json, sheets, generation.html
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from wrapper.errors import RunError, did_you_mean
+from wrapper.files import write_json
+from wrapper.kohya import outputs
+from wrapper.recipe import FAMILIES
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+State = Literal["queued", "running", "succeeded", "failed", "interrupted"]
+STATUS, RECIPE, RUN, COMMAND, ENVIRONMENT, MANIFEST, RESUME, LOG = (
+    "status.json",
+    "recipe.json",
+    "run.json",
+    "command.json",
+    "environment.json",
+    "manifest.json",
+    "resume.json",
+    "train.log",
+)
+LOGS, OUTPUT, PLOTS, GENERATIONS = "logs", "output", "plots", "generations"
+GENERATION_INDEX, GENERATION_PAGE = "index.json", "generation.html"
+#: Files gaze writes into every run folder it creates: any one of them marks a run folder.
+MARKERS = (RECIPE, RUN, STATUS)
+
+
+@dataclass(frozen=True)
+class Status:
+    state: State
+    started_at: str | None = None
+    ended_at: str | None = None
+    exit_code: int | None = None
+    failure_class: str | None = None
+    message: str | None = None
+    launches: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunInfo:
+    """run.json: where a run's inputs were and what the trainer was told."""
+
+    model: str
+    output_name: str
+    family: str
+    sd_scripts: str
+    dataset_source: str = ""
+    image_dir: str = ""
+    gpus: int = 1
+    script: str = ""
+    max_train_steps: int = 0
+    tokenizer_cache_dir: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecipeRecord:
+    """recipe.json: the resolved recipe, its modifiers and its deliberate glitches."""
+
+    name: str = ""
+    baseline: str = ""
+    family: str = ""
+    modifiers: list[str] = field(default_factory=list)
+    glitches: list[str] = field(default_factory=list)
+    deliberate_mismatch: bool = False
+    description: str = ""
+    recipe: dict[str, Any] = field(default_factory=dict)
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunError(f"{path} is missing: is {path.parent} a gaze run directory?") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunError(f"{path} is not valid JSON ({exc})") from None
+
+
+def _record(path: Path, cls: type, data: Any) -> Any:
+    """`cls(**data)`, or a RunError naming the file and the key that is wrong."""
+    if not isinstance(data, dict):
+        raise RunError(f"{path}: expected a JSON object, found {type(data).__name__}")
+    names = {f.name: f for f in fields(cls)}
+    unknown = [k for k in data if k not in names]
+    if unknown:
+        raise RunError(f"{path}: unknown key {unknown[0]!r}{did_you_mean(unknown[0], names)}")
+    try:
+        return cls(**data)
+    except TypeError as exc:
+        raise RunError(f"{path}: {exc}") from None
+
+
+def read_status(run_dir: Path) -> Status:
+    return _record(run_dir / STATUS, Status, read_json(run_dir / STATUS))
+
+
+def write_status(run_dir: Path, status: Status) -> None:
+    write_json(run_dir / STATUS, asdict(status))
+
+
+def read_run_info(run_dir: Path) -> RunInfo:
+    """run.json, checked for the keys every reader needs."""
+    path = Path(run_dir) / RUN
+    if not path.is_file():
+        raise RunError(f"{run_dir}: not a run directory (no {RUN}); expected runs/<recipe>/<stamp>/")
+    info = _record(path, RunInfo, read_json(path))
+    for key in ("model", "output_name", "family"):
+        if not isinstance(getattr(info, key), str) or not getattr(info, key):
+            raise RunError(f"{path}: key {key!r} must be a non-empty string")
+    if info.family not in FAMILIES:
+        raise RunError(f"{path}: key 'family' is {info.family!r}; expected one of {', '.join(FAMILIES)}")
+    return info
+
+
+def write_run_info(run_dir: Path, info: RunInfo) -> None:
+    write_json(run_dir / RUN, asdict(info))
+
+
+def read_recipe_record(run_dir: Path) -> RecipeRecord:
+    """recipe.json, or an empty record when the run has none (a run folder made by hand)."""
+    path = Path(run_dir) / RECIPE
+    return _record(path, RecipeRecord, read_json(path)) if path.is_file() else RecipeRecord()
+
+
+def write_recipe_record(run_dir: Path, record: RecipeRecord) -> None:
+    write_json(run_dir / RECIPE, asdict(record))
+
+
+def read_optional(path: Path) -> dict[str, Any]:
+    """A JSON object from a file that may be missing ({}); anything but an object is an error."""
+    if not path.is_file():
+        return {}
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise RunError(f"{path}: expected a JSON object, found {type(data).__name__}")
+    return data
+
+
+def recipe_name(run_dir: Path) -> str:
+    """The recipe a run trained: recipe.json's name, else the run's parent folder."""
+    return read_recipe_record(run_dir).name or Path(run_dir).parent.name
+
+
+def new_run_dir(runs_dir: Path, name: str, *, now: datetime | None = None) -> Path:
+    """Create and return a fresh run directory; an existing one is never reused."""
+    return _new_stamped_dir(Path(runs_dir) / name, now)
+
+
+def new_generation_dir(run_dir: Path, *, now: datetime | None = None) -> Path:
+    """A fresh `generations/<stamp>-<id>` folder of a run."""
+    return _new_stamped_dir(Path(run_dir) / GENERATIONS, now)
+
+
+def _new_stamped_dir(parent: Path, now: datetime | None) -> Path:
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise RunError(f"{parent} (or a folder above it) is a file, not a folder") from None
+    for _ in range(20):
+        path = parent / f"{stamp}-{secrets.token_hex(3)}"
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+    raise RunError(f"could not create a new folder under {parent}")
+
+
+def generation_indexes(run_dir: Path) -> list[Path]:
+    """index.json of every generation folder of a run, oldest first."""
+    return sorted(Path(run_dir).glob(f"{GENERATIONS}/*/{GENERATION_INDEX}"))
+
+
+def output_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / OUTPUT
+
+
+def logs_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / LOGS
+
+
+def final_lora(run_dir: Path, output_name: str) -> Path:
+    return output_dir(run_dir) / outputs.final_lora_name(output_name)
+
+
+def saved_states(run_dir: Path) -> list[tuple[int, Path]]:
+    """(step, folder) of every complete saved state, oldest first."""
+    return outputs.saved_states(output_dir(run_dir))
+
+
+def list_checkpoints(run_dir: Path, output_name: str) -> dict[str, tuple[int | None, Path]]:
+    """LoRA files in output/ by name: 'step1000'... in step order, then 'final', then other stems."""
+    output = output_dir(run_dir)
+    if not output.is_dir():
+        return {}
+    step_stem = outputs.step_lora_stem(output_name)
+    steps, final, others = [], {}, {}
+    for path in sorted(output.iterdir()):
+        if path.suffix not in outputs.LORA_SUFFIXES or not path.is_file():
+            continue
+        if match := step_stem.match(path.stem):
+            steps.append((f"step{int(match[1])}", (int(match[1]), path)))
+        elif path.stem == output_name:
+            final["final"] = (None, path)
+        else:
+            others[path.stem] = (None, path)
+    return {**dict(sorted(steps, key=lambda item: item[1][0])), **final, **others}
+
+
+def is_run_dir(path: Path) -> bool:
+    """A folder gaze made for one run: it holds recipe.json, run.json or status.json."""
+    return Path(path).is_dir() and any((Path(path) / m).is_file() for m in MARKERS)
+
+
+def resolve_run_dir(path: Path | str) -> Path:
+    """A run folder, or the newest run in a recipe folder (runs/<recipe>/)."""
+    path = Path(path)
+    if not path.is_dir():
+        siblings = [p.name for p in path.parent.iterdir()] if path.parent.is_dir() else []
+        raise RunError(f"no run folder {str(path)!r}{did_you_mean(path.name, siblings)}")
+    if is_run_dir(path):
+        return path
+    found = sorted(p for p in path.iterdir() if is_run_dir(p))
+    if not found:
+        raise RunError(f"{path} is not a run folder: expected {', '.join(MARKERS)} in it or in a folder below it")
+    return found[-1]
+
+
+def run_labels(run_dirs: Sequence[Path], names: Sequence[str]) -> list[str]:
+    """One label per run: its recipe name, with the run folder's name added where names repeat."""
+    return [f"{n} ({Path(p).name})" if names.count(n) > 1 else n for n, p in zip(names, run_dirs, strict=True)]
+
+
+def read_run_scalars(run_dir: Path | str, run: str | None = None) -> pd.DataFrame:
+    """Every scalar of a run's TensorBoard logs (`logs/`, or the folder itself when it has none)."""
+    from wrapper.curves.tblog import read_log_scalars
+
+    run_dir = Path(run_dir)
+    folder = logs_dir(run_dir) if logs_dir(run_dir).is_dir() else run_dir
+    return read_log_scalars(folder, run if run is not None else run_dir.name)

@@ -1,0 +1,353 @@
+"""One training run, end to end: check, prepare, render, record, launch, judge.
+
+Everything that can be checked is checked before the trainer starts; the run directory is
+created only when its configs are known to be good, and removed again if a later check fails.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wrapper.errors import ConfigError, DatasetError, RunError, collect
+from wrapper.files import write_atomic, write_json
+from wrapper.kohya import argv as kohya_argv
+from wrapper.kohya import configs, interface, models, outputs, rules
+from wrapper.kohya.checkout import trainer_env, trainer_python
+from wrapper.kohya.failures import Failure, classify
+from wrapper.kohya.render import Places
+from wrapper.launch import run_streaming
+from wrapper.recipe import Recipe, evolve
+from wrapper.settings import PREPARED, Settings, dataset_for, model_for
+from wrapper.runs import layout as runs
+from wrapper.runs import provenance
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunRequest:
+    """Everything a run needs besides its recipe: machine paths and launcher choices."""
+
+    dataset: Path
+    model: Path
+    runs_dir: Path
+    cache_dir: Path
+    checkout: Path
+    tokenizer_cache_dir: Path | None = None
+    gpus: int = 1
+    threads: int | None = None  # CPU threads per process; None: all cores on a CPU, 8 on a GPU
+
+
+def request_for(
+    recipe: Recipe,
+    settings: Settings,
+    checkout: Path,
+    *,
+    dataset: str | os.PathLike | None = None,
+    model: str | os.PathLike | None = None,
+    runs_dir: str | os.PathLike | None = None,
+    gpus: int = 1,
+    threads: int | None = None,
+) -> RunRequest:
+    """A recipe's machine paths: the command line's, else the settings'."""
+    return RunRequest(
+        dataset=dataset_for(settings, dataset),
+        model=model_for(settings, recipe.checkpoint_name, model, wanted_by=f"recipe {recipe.name!r}"),
+        runs_dir=Path(runs_dir) if runs_dir else settings.runs_dir,
+        cache_dir=settings.cache_dir,
+        checkout=checkout,
+        tokenizer_cache_dir=settings.tokenizer_cache_dir,
+        gpus=gpus,
+        threads=threads,
+    )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    run_dir: Path
+    status: runs.Status
+    failure: Failure | None
+    duration_s: float
+    notes: tuple[str, ...] = ()
+
+
+def check_model(recipe: Recipe, model: Path) -> Recipe:
+    """Refuse a checkpoint of the wrong family unless the recipe asks for a mismatch deliberately."""
+    family = models.checkpoint_family(model)
+    if family is None or family == recipe.family:
+        return recipe
+    names = models.CHECKPOINT_FAMILIES
+    if recipe.base_model == "default":
+        raise RunError(
+            f"{model} is an {names[family]} checkpoint but recipe {recipe.name!r} trains {names[recipe.family]}; "
+            "use a matching checkpoint, or add the mismatched-base modifier to do this on purpose"
+        )
+    if recipe.family == "sd15" and family == "sd2":
+        return evolve(recipe, training={"v2": True})  # sd-scripts loads SD2.x into train_network with --v2
+    raise RunError(
+        f"{model} is an {names[family]} checkpoint: sd-scripts cannot load it for an {names[recipe.family]} "
+        f"recipe even deliberately (its {names[recipe.family]} U-Net is fixed); mismatched-base works with "
+        "another checkpoint of the same architecture, or SD2.x for an SD1.x recipe"
+    )
+
+
+def audit(recipe: Recipe, folder: Path, log: Log) -> Recipe:
+    """Audit the prepared images; block on problems, raise max_token_length when captions need it."""
+    from wrapper.dataset.audit import audit_dataset
+
+    buckets = recipe.data.buckets if recipe.data.buckets.enabled else None
+    report = audit_dataset(
+        folder,
+        caption_extension=recipe.data.caption_extension,
+        resolution=recipe.data.resolution,
+        buckets=buckets,
+        family=recipe.family,
+        allow_empty_captions=recipe.prep.allow_empty_captions,
+    )
+    collect(list(report.problems), DatasetError, f"the prepared dataset {folder} cannot be trained on")
+    for warning in report.warnings:
+        log(f"warning: {warning}")
+    needed = report.required_max_token_length() or 75
+    if needed > recipe.training.max_token_length:
+        log(
+            f"captions need up to {report.max_tokens} CLIP tokens: max_token_length raised "
+            f"{recipe.training.max_token_length} -> {needed} for this run"
+        )
+        recipe = evolve(recipe, training={"max_token_length": needed})
+    return recipe
+
+
+def resolve_attention(recipe: Recipe, device: dict[str, Any]) -> str:
+    choice = recipe.training.attention
+    if choice != "auto":
+        return choice
+    return "xformers" if device["cuda_available"] and device["xformers"] else "sdpa"
+
+
+def resolve_checkpointing(recipe: Recipe, device: dict[str, Any]) -> bool:
+    """Gradient checkpointing trades ~20% speed for ~5x less activation memory: use it only when needed."""
+    if recipe.training.gradient_checkpointing is not None:
+        return recipe.training.gradient_checkpointing
+    if not device["cuda_available"]:
+        return recipe.family == "sdxl"  # host memory is the limit on a CPU
+    memory = device.get("memory_gib") or 0
+    return memory < (40 if recipe.family == "sdxl" else 12)
+
+
+def device_problems(recipe: Recipe, device: dict[str, Any], request: RunRequest) -> list[str]:
+    problems = []
+    t = recipe.training
+    if not device["cuda_available"]:
+        if t.mixed_precision == "fp16":
+            problems.append("mixed_precision 'fp16' on a machine without a GPU: accelerate refuses it; use bf16 or no")
+        if t.attention == "xformers":
+            problems.append("attention 'xformers' needs a CUDA GPU; use 'sdpa'")
+    if t.attention == "xformers" and not device["xformers"]:
+        problems.append("attention 'xformers' but xformers is not installed in the trainer's environment")
+    if request.gpus > max(device["device_count"], 1):
+        problems.append(f"--gpus {request.gpus} but the trainer sees {device['device_count']} GPU(s)")
+    if t.mixed_precision == "bf16" and not device["bf16"]:
+        problems.append("mixed_precision 'bf16' is not supported by this GPU; use fp16")
+    return problems
+
+
+def check_version(facts: dict[str, Any], checkout: Path) -> None:
+    """The checkout must speak v0.10.1's interface: the committed table is the reference."""
+    pinned = interface.committed_interface()
+    if facts["scripts"] != pinned["scripts"]:
+        ours, theirs = pinned["scripts"]["train_network.py"], facts["scripts"]["train_network.py"]
+        differ = sorted(set(ours) ^ set(theirs))[:6] or ["argument types or defaults"]
+        raise RunError(
+            f"sd-scripts at {checkout} is not {pinned['sd_scripts']['tag']} (commit "
+            f"{pinned['sd_scripts']['commit'][:9]}): its arguments differ ({', '.join(differ)}); "
+            "check out the pinned tag or point SD_SCRIPTS_DIR at one"
+        )
+
+
+def threads_for(request: RunRequest, device: dict[str, Any]) -> int:
+    if request.threads:
+        return request.threads
+    cores = os.cpu_count() or 1
+    return max(1, cores // request.gpus) if not device["cuda_available"] else min(8, cores)
+
+
+def absolute(request: RunRequest) -> RunRequest:
+    """The request with every path absolute: sd-scripts runs in its checkout, not here."""
+    tokenizers = request.tokenizer_cache_dir
+    return dataclasses.replace(
+        request, dataset=request.dataset.resolve(), model=request.model.resolve(),
+        runs_dir=request.runs_dir.resolve(), cache_dir=request.cache_dir.resolve(),
+        tokenizer_cache_dir=tokenizers.resolve() if tokenizers else None)
+
+
+def prepare_inputs(recipe: Recipe, request: RunRequest, log: Log) -> tuple[Recipe, Path]:
+    """Check the model, prepare and audit the images: (the recipe as it will run, the prepared folder)."""
+    from wrapper.dataset.prep import prepare_for_recipe
+
+    recipe = check_model(recipe, request.model)
+    log(f"preparing {request.dataset} ({recipe.prep.mode})")
+    prepared = prepare_for_recipe(request.dataset, recipe.prep, request.cache_dir / PREPARED)
+    log(f"  {prepared.images} images in {prepared.path}{' (reused)' if prepared.reused else ''}")
+    return audit(recipe, prepared.path, log), prepared.path.resolve()
+
+
+def places_for(recipe: Recipe, request: RunRequest, image_dir: Path, folder: Path) -> Places:
+    """Where the configs of a run (or of `gaze config`) written into `folder` point."""
+    from wrapper.dataset.scan import image_folders
+
+    return Places(
+        image_dir=image_dir,
+        model=request.model,
+        output_dir=runs.output_dir(folder),
+        logging_dir=runs.logs_dir(folder),
+        sample_prompts=folder / configs.PROMPTS_FILE,
+        output_name=outputs.output_name_for(recipe.name),
+        tokenizer_cache_dir=request.tokenizer_cache_dir,
+        more_image_dirs=image_folders(image_dir),
+    )
+
+
+def render_configs(recipe: Recipe, request: RunRequest, folder: Path, log: Log) -> configs.Rendered:
+    """What `gaze config` writes: the run's own path from recipe and settings to configs, with no device
+    (attention and gradient checkpointing take the recipe's values; a run decides them on its machine)."""
+    request = absolute(request)
+    recipe, image_dir = prepare_inputs(recipe, request, log)
+    return configs.render(recipe, places_for(recipe, request, image_dir, folder.resolve()), folder.resolve())
+
+
+def prepare_run(recipe: Recipe, request: RunRequest, log: Log) -> tuple[Path, list[str], Recipe]:
+    """All checks and files of a new run. Returns (run_dir, argv, effective recipe)."""
+    request = absolute(request)
+    recipe, image_dir = prepare_inputs(recipe, request, log)
+    run_dir = runs.new_run_dir(request.runs_dir, recipe.name)
+    try:
+        return run_dir, _write_run(recipe, request, places_for(recipe, request, image_dir, run_dir), log), recipe
+    except BaseException:
+        shutil.rmtree(run_dir, ignore_errors=True)  # ours, and nothing ran in it
+        raise
+
+
+def _write_run(recipe: Recipe, request: RunRequest, places: Places, log: Log) -> list[str]:
+    run_dir = places.output_dir.parent
+    draft = configs.render(recipe, places, run_dir)
+    dataset_file = run_dir / configs.DATASET_FILE
+    write_atomic(dataset_file, draft.texts()[configs.DATASET_FILE])
+    log("asking sd-scripts to check the configs and the device")
+    facts, schema_errors, device = interface.preflight(request.checkout, dataset_file)
+    check_version(facts, request.checkout)
+    collect(
+        [f"{dataset_file}: {e}" for e in schema_errors] + device_problems(recipe, device, request),
+        ConfigError,
+        "sd-scripts would refuse this run",
+    )
+    resolved = dataclasses.replace(
+        places,
+        attention=resolve_attention(recipe, device),
+        gradient_checkpointing=resolve_checkpointing(recipe, device),
+    )
+    rendered = configs.render(recipe, resolved, run_dir)
+    flat = interface.flatten(rendered.arguments)
+    problems = interface.argument_problems(flat, facts["scripts"][rendered.script], str(run_dir / "config.toml"))
+    problems += rules.config_problems(flat, rendered.dataset, rendered.script)
+    collect(problems, ConfigError, "the rendered configs are not valid for sd-scripts")
+    for name, text in rendered.texts().items():
+        write_atomic(run_dir / name, text)
+    argv = kohya_argv.accelerate_argv(
+        trainer_python(),
+        rendered.script,
+        run_dir / configs.ARGUMENTS_FILE,
+        mixed_precision=recipe.training.mixed_precision,
+        threads=threads_for(request, device),
+        gpus=request.gpus,
+    )
+    runs.write_recipe_record(
+        run_dir,
+        runs.RecipeRecord(
+            name=recipe.name,
+            baseline=recipe.baseline or recipe.name,
+            family=recipe.family,
+            modifiers=list(recipe.modifiers),
+            glitches=list(recipe.glitches),
+            deliberate_mismatch=recipe.base_model != "default",
+            description=recipe.description,
+            recipe=recipe.to_dict(),
+        ),
+    )
+    runs.write_run_info(
+        run_dir,
+        runs.RunInfo(
+            model=str(places.model),
+            tokenizer_cache_dir=str(places.tokenizer_cache_dir) if places.tokenizer_cache_dir else None,
+            output_name=places.output_name,
+            family=recipe.family,
+            sd_scripts=str(request.checkout),
+            dataset_source=str(request.dataset),
+            image_dir=str(places.image_dir),
+            gpus=request.gpus,
+            script=rendered.script,
+            max_train_steps=recipe.training.max_train_steps,
+        ),
+    )
+    write_json(run_dir / runs.COMMAND, {"argv": argv, "cwd": str(request.checkout)})
+    environment = provenance.environment(request.checkout, device)
+    pin = interface.committed_interface()["sd_scripts"]
+    # check_version passed: whatever the checkout's git state, its interface is the pinned one
+    environment["sd_scripts"]["interface"] = f"identical to {pin['tag']} ({pin['commit'][:9]})"
+    write_json(run_dir / runs.ENVIRONMENT, environment)
+    write_json(run_dir / runs.MANIFEST, provenance.dataset_manifest(places.image_dir, recipe.data.caption_extension))
+    runs.write_status(run_dir, runs.Status("queued"))
+    return argv
+
+
+def launch(run_dir: Path, argv: list[str], checkout: Path, on_line: Log, *, launches: int) -> Outcome:
+    """Run the trainer in `run_dir` and judge the result by its outputs, not only its exit code."""
+    started = runs.utc_now()
+    runs.write_status(run_dir, runs.Status("running", started_at=started, launches=launches))
+    log_path = run_dir / runs.LOG
+    offset = log_path.stat().st_size if log_path.exists() else 0
+    with open(log_path, "a", encoding="utf-8") as log:
+        log.write(f"\n=== gaze launch {launches} at {started}: {' '.join(argv)}\n")
+    result = run_streaming(argv, cwd=checkout, env=trainer_env(checkout), log_path=log_path, on_line=on_line)
+    final = runs.final_lora(run_dir, runs.read_run_info(run_dir).output_name)
+    ended = runs.utc_now()
+    if result.interrupted:
+        status = runs.Status(
+            "interrupted",
+            started,
+            ended,
+            result.returncode,
+            None,
+            "stopped by a signal; `gaze resume` continues from the last saved state",
+            launches,
+        )
+        failure = None
+    elif result.returncode == 0 and final.is_file():
+        status, failure = runs.Status("succeeded", started, ended, 0, None, str(final), launches), None
+    else:
+        with open(log_path, encoding="utf-8", errors="replace") as log:
+            log.seek(offset)
+            text = log.read()
+        failure = classify(text, result.returncode)
+        if result.returncode == 0:
+            failure = dataclasses.replace(
+                failure, evidence=f"exit code 0 but no {final.name} was saved; {failure.evidence}"
+            )
+        status = runs.Status("failed", started, ended, result.returncode, failure.kind, failure.evidence, launches)
+    runs.write_status(run_dir, status)
+    return Outcome(run_dir, status, failure, result.duration_s)
+
+
+def start_run(recipe: Recipe, request: RunRequest, *, log: Log = print, on_line: Log = print) -> Outcome:
+    """Check, prepare and launch one new run of `recipe`."""
+    begin = time.monotonic()
+    run_dir, argv, _ = prepare_run(recipe, request, log)
+    log(f"run directory: {run_dir}")
+    outcome = launch(run_dir, argv, request.checkout, on_line, launches=1)
+    return dataclasses.replace(outcome, duration_s=time.monotonic() - begin)
