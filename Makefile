@@ -31,6 +31,7 @@ test: setup  ## the test suite (tests marked sd_scripts run only with SD_SCRIPTS
 
 lint: setup
 	$(VENV)/bin/ruff check wrapper recipes tests bench
+	$(VENV)/bin/lint-imports
 
 vendor:  ## clone the pinned sd-scripts into vendor/sd-scripts (needs internet)
 	test -d vendor/sd-scripts || git clone --quiet --branch $(PIN) --depth 1 $(REPO) vendor/sd-scripts

@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 
 from recipes import builtin_registry
-from wrapper.demo.synth import ensure_demo_assets, synth_dataset
+from wrapper.demo.assets import ensure_demo_assets
+from wrapper.demo.photos import synth_dataset
 from wrapper.kohya.checkout import find_checkout
 from wrapper.kohya.logs import LOSS_CURRENT
 from wrapper.recipe import evolve

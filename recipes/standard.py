@@ -8,18 +8,7 @@ named way each.
 
 from __future__ import annotations
 
-from wrapper.recipe import (
-    Buckets,
-    Data,
-    Network,
-    Optimizer,
-    Prep,
-    Recipe,
-    SamplePrompt,
-    Sampling,
-    Training,
-    evolve,
-)
+from wrapper.recipe import Buckets, Data, Network, Optimizer, Prep, Recipe, SamplePrompt, Sampling, Training, evolve
 
 #: Example prompts of the research log, each sampled with and without its negative prompt.
 NEGATIVE = "lowres, bad anatomy, bad hands, extra fingers, deformed, blurry, watermark, text"

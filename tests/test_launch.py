@@ -102,3 +102,50 @@ def test_handlers_are_restored(stand_in):
     before = signal.getsignal(signal.SIGINT)
     _run(stand_in, "lines", "0")
     assert signal.getsignal(signal.SIGINT) is before
+
+
+OWNER = textwrap.dedent("""
+    import os, sys
+    from pathlib import Path
+    from wrapper.launch import run_streaming
+    stand_in, log = Path(sys.argv[1]), Path(sys.argv[2])
+    print("owner", os.getpid(), flush=True)
+    run_streaming([sys.executable, str(stand_in), "stubborn"], cwd=stand_in.parent, env=os.environ,
+                  log_path=log, grace_s=1.0)
+""")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kernel's parent-death signal is Linux's")
+def test_a_child_never_outlives_its_owner_even_after_sigkill(stand_in, tmp_path):
+    """SIGKILL the process that launched a child which ignores SIGINT and SIGTERM: the guard still
+    stops the child's whole group (SIGTERM, then SIGKILL after the grace period)."""
+    import subprocess
+
+    owner_script = tmp_path / "owner.py"
+    owner_script.write_text(OWNER)
+    log = tmp_path / "train.log"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    owner = subprocess.Popen([sys.executable, str(owner_script), str(stand_in), str(log)], env=env,
+                             stdout=subprocess.PIPE, text=True)
+    assert owner.stdout.readline().startswith("owner")
+    deadline = time.monotonic() + 20
+    while "ready" not in (log.read_text() if log.exists() else "") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    children = [int(p) for p in os.listdir("/proc") if p.isdigit() and str(stand_in) in
+                Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")]
+    assert children, "the stand-in did not start"
+    owner.kill()
+    owner.wait()
+    deadline = time.monotonic() + 15
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in children)
+    assert "is gone: stopping the trainer" in log.read_text()

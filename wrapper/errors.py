@@ -30,6 +30,10 @@ class TrainerNotFound(RunError):
     """No usable sd-scripts checkout."""
 
 
+class TrainExtraMissing(RunError):
+    """sd-scripts is there, but the packages it needs to run (the `train` extra) are not installed."""
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """Return ' (did you mean X?)' for the closest choice, or '' when none is close."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)

@@ -3,13 +3,19 @@
 Children run in their own session (so a terminal's Ctrl-C reaches only us), their output is
 teed line by line to a log file and a callback, and SIGINT/SIGTERM are forwarded to the whole
 process group, escalating to SIGKILL after a grace period.
+
+A long-running child never outlives us: on Linux it is started through a small guard (this module
+run as `python -m wrapper.launch guard`) that asks the kernel for a signal when we die, however we
+die (even SIGKILL), and then stops the child's whole process group the same way.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -17,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+OWNER_GONE = signal.SIGUSR1  # what the kernel sends the guard when its owner dies
+_PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -73,23 +81,26 @@ def run_streaming(
     log_path: Path,
     on_line: Callable[[str], None] | None = None,
     grace_s: float = 20.0,
+    keep_fds: Sequence[int] = (),
 ) -> ProcessResult:
     """Run argv to completion, appending its combined output to log_path and feeding on_line.
 
     Ctrl-C or SIGTERM sent to this process is forwarded to the child's process group; the
-    result then has `interrupted=True`.
+    result then has `interrupted=True`. If this process dies, the guard stops the child's group.
+    `keep_fds` (a run's lock) stay open in the guard until the whole group has ended.
     """
     start = time.monotonic()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            list(argv),
+            guarded(argv, grace_s, log_path),
             cwd=cwd,
             env=dict(env),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            pass_fds=tuple(keep_fds),
         )
         stopper = _GroupStopper(proc, grace_s)
         previous = _install_forwarding(stopper)
@@ -136,6 +147,43 @@ def _restore(previous: dict[int, object]) -> None:
         signal.signal(signum, handler)
 
 
+def guarded(argv: Sequence[str], grace_s: float, log_path: Path) -> list[str]:
+    """argv run through the guard where the kernel can tell it of our death (Linux), else as it is."""
+    if not sys.platform.startswith("linux"):
+        return list(argv)
+    guard = [sys.executable, "-m", "wrapper.launch", "guard", str(os.getpid()), str(grace_s), str(log_path)]
+    return [*guard, "--", *argv]
+
+
+def _set_death_signal(signum: int) -> bool:
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.prctl(_PR_SET_PDEATHSIG, int(signum), 0, 0, 0) == 0
+
+
+def _guard(owner: int, grace_s: float, log_path: Path, argv: list[str]) -> int:
+    """Run argv as our child and return its exit status; if `owner` dies first, stop our whole group."""
+    gone = threading.Event()
+    signal.signal(OWNER_GONE, lambda *_: gone.set())
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, lambda *_: None)  # meant for the child; a handler (not SIG_IGN) is reset by exec
+    if not _set_death_signal(OWNER_GONE) or os.getppid() != owner:
+        return 1  # the owner is already gone: start nothing
+    child = subprocess.Popen(argv)
+    while child.poll() is None and not gone.wait(0.2):
+        pass
+    if gone.is_set() and child.poll() is None:
+        with open(log_path, "a", encoding="utf-8") as log:  # our stdout went with the owner
+            log.write(f"\n=== gaze (pid {owner}) is gone: stopping the trainer's process group\n")
+        os.killpg(0, signal.SIGTERM)
+        try:
+            child.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            pass
+        os.killpg(0, signal.SIGKILL)  # every member left, this guard included
+    code = child.wait()
+    return 128 - code if code < 0 else code
+
+
 def run_captured(
     argv: Sequence[str], *, cwd: Path | None = None, env: Mapping[str, str] | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
@@ -150,3 +198,9 @@ def run_captured(
         timeout=timeout,
         check=False,
     )
+
+
+if __name__ == "__main__":  # the guard: python -m wrapper.launch guard OWNER_PID GRACE_S LOG -- ARGV...
+    if len(sys.argv) < 6 or sys.argv[1] != "guard" or sys.argv[5] != "--":
+        sys.exit("usage: python -m wrapper.launch guard OWNER_PID GRACE_S LOG -- ARGV...")
+    sys.exit(_guard(int(sys.argv[2]), float(sys.argv[3]), Path(sys.argv[4]), sys.argv[6:]))

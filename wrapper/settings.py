@@ -38,6 +38,11 @@ class Settings:
     origin: str = "defaults"  # the settings file read, for messages
 
     @property
+    def file(self) -> str:
+        """The settings file to edit: the one read, else gaze.toml here."""
+        return "gaze.toml" if self.origin == "defaults" else self.origin
+
+    @property
     def prepared_dir(self) -> Path:
         """Where prepared datasets are cached: shared by `gaze prep` and training runs."""
         return self.cache_dir / PREPARED
@@ -47,26 +52,44 @@ def _env_name(model: str) -> str:
     return "GAZE_MODEL_" + model.upper().replace("-", "_")
 
 
-def settings_path(cwd: Path | None = None) -> Path:
-    explicit = os.environ.get("GAZE_SETTINGS")
-    return Path(explicit).expanduser() if explicit else (cwd or Path.cwd()) / "gaze.toml"
+PATH_KEYS = ("dataset", "runs_dir", "cache_dir", "tokenizer_cache_dir", "recipes")
+
+
+def read_settings_file(path: Path, *, required: bool) -> dict:
+    """The settings file's table, every key and value checked; {} when an optional file is absent."""
+    if not path.is_file():
+        if required or path.exists():
+            what = "is a folder" if path.is_dir() else "does not exist"
+            raise GazeError(f"settings file {path} (GAZE_SETTINGS) {what}; point GAZE_SETTINGS at a gaze.toml "
+                            "or unset it")
+        return {}
+    try:
+        raw = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise GazeError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise GazeError(f"{path}: not valid TOML: {exc}") from None
+    for key, value in raw.items():
+        if key not in KEYS:
+            raise GazeError(f"{path}: unknown setting {key!r}{did_you_mean(key, KEYS)}")
+        if key in PATH_KEYS and (not isinstance(value, str) or not value.strip()):
+            raise GazeError(f"{path}: {key} = {value!r}; expected a path as a non-empty string")
+    models = raw.get("models", {})
+    if not isinstance(models, dict):
+        raise GazeError(f'{path}: models = {models!r}; expected a [models] table of name = "path"')
+    for name, value in models.items():
+        if not isinstance(value, str) or not value.strip():
+            raise GazeError(f"{path}: [models] {name} = {value!r}; expected the checkpoint's path as a "
+                            "non-empty string")
+    return raw
 
 
 def load_settings(path: Path | None = None, env: dict[str, str] | None = None) -> Settings:
     """Read the settings file (if any) and let the environment override it."""
     env = dict(os.environ if env is None else env)
-    path = path or settings_path()
-    raw: dict = {}
-    if path.is_file():
-        try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise GazeError(f"{path}: not valid TOML: {exc}") from None
-        for key in raw:
-            if key not in KEYS:
-                raise GazeError(f"{path}: unknown setting {key!r}{did_you_mean(key, KEYS)}")
-        if not isinstance(raw.get("models", {}), dict):
-            raise GazeError(f'{path}: [models] must be a table of name = "path"')
+    required = path is not None or bool(env.get("GAZE_SETTINGS"))
+    path = path or (Path(env["GAZE_SETTINGS"]).expanduser() if env.get("GAZE_SETTINGS") else Path.cwd() / "gaze.toml")
+    raw = read_settings_file(path, required=required)
     base = path.parent
 
     def place(value: str | None) -> Path | None:
@@ -98,7 +121,8 @@ def dataset_for(settings: Settings, override: str | os.PathLike | None) -> Path:
         return Path(override).expanduser()
     if settings.dataset is None:
         raise DatasetError(
-            'no dataset given: pass a folder (--dataset DIR), set GAZE_DATASET, or put `dataset = "DIR"` in gaze.toml'
+            "no dataset given: pass a folder (--dataset DIR), set GAZE_DATASET, or put "
+            f'`dataset = "DIR"` in {settings.file}'
         )
     if not settings.dataset.is_dir():
         raise DatasetError(f"dataset folder {settings.dataset} (from {settings.origin}) does not exist")
@@ -113,6 +137,6 @@ def model_for(settings: Settings, name: str, override: str | os.PathLike | None,
         known = f" (known: {', '.join(sorted(settings.models))})" if settings.models else ""
         raise GazeError(
             f"no checkpoint named {name!r} for {wanted_by}{known}: pass --model PATH, set "
-            f'{_env_name(name)}, or add `{name} = "PATH"` under [models] in gaze.toml'
+            f'{_env_name(name)}, or add `{name} = "PATH"` under [models] in {settings.file}'
         )
     return settings.models[name]

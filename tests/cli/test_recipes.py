@@ -150,3 +150,32 @@ def test_missing_checkout_named_explicitly_is_an_error(run, image_dir, tmp_path)
     result = run("config", "sd15-standard", "--out", str(tmp_path / "c"), "--dataset", str(image_dir),
                  "--model", "/m", "--sd-scripts", str(tmp_path))
     assert result.exit_code == 1 and "is not an sd-scripts checkout" in result.output
+
+
+def test_validate_checks_configs_written_by_other_people_with_their_trainers_rules(run, tmp_path, checkpoints):
+    """No gaze header: the script is decided from the model (as `gaze run` does) or from --script, and
+    fine-tuning subsets and conditioning subsets (with masked_loss) are accepted as train_network.py does."""
+    folder = tmp_path / "theirs"
+    folder.mkdir()
+    (folder / "dataset.toml").write_text(
+        "[general]\nresolution = 1024\n[[datasets]]\n[[datasets.subsets]]\nmetadata_file = '/data/meta.json'\n"
+        "image_dir = '/data/img'\n[[datasets]]\n[[datasets.subsets]]\nimage_dir = '/data/a'\n"
+        "conditioning_data_dir = '/data/masks'\n")
+    (folder / "config.toml").write_text(
+        f"pretrained_model_name_or_path = '{checkpoints['sdxl']}'\nnetwork_module = 'networks.lora'\n"
+        "masked_loss = true\ncache_text_encoder_outputs = true\nnetwork_train_unet_only = true\n"
+        "output_dir = '/out'\ndataset_config = '/cfg/dataset.toml'\n")
+    result = run("validate", str(folder))
+    assert result.exit_code == 0, result.output
+    assert "valid for sdxl_train_network.py (from the model (SDXL))" in result.output
+    as_sd15 = run("validate", str(folder), "--script", "sd15")
+    assert as_sd15.exit_code == 1 and "checked as train_network.py (as asked (--script))" in as_sd15.output
+    assert "cache_text_encoder_outputs" in as_sd15.output
+
+
+def test_validate_explains_subsets_without_a_dataset(run, tmp_path):
+    (tmp_path / "dataset.toml").write_text("[[datasets.subsets]]\nimage_dir = '/d'\n")
+    (tmp_path / "config.toml").write_text("network_module = 'networks.lora'\n")
+    result = run("validate", str(tmp_path))
+    assert result.exit_code == 1 and "needs a [[datasets]] line before it" in result.output
+    assert "Traceback" not in result.output

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
+import struct
 import subprocess
 import sys
+import warnings
+import zlib
+from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest_data import exif_rotated_jpeg, photo, write_image
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from wrapper.dataset import audit as audit_module
 from wrapper.dataset.audit import audit_dataset
 from wrapper.dataset.images import Geometry
 from wrapper.dataset.prep import Plan, prepare
@@ -104,7 +111,7 @@ def test_prepared_dataset_is_trusted_by_hash_but_rechecked_when_changed(tmp_path
     src = tmp_path / "src"
     for i in range(2):
         write_image(src / f"img{i}.jpg", photo((90, 60), i))
-    done = prepare(src, Plan(Geometry("crop-orientation", (60, 90), (90, 60))), tmp_path / "cache")
+    done = prepare(src, Plan(Geometry("crop-orientation", (64, 96), (96, 64))), tmp_path / "cache")
     assert audit_dataset(done.path).problems == ()
     target = done.path / "img0.webp"
     target.write_bytes(target.read_bytes()[:200])
@@ -148,3 +155,128 @@ def test_read_caption_matches_text_mode_readlines(tmp_path_factory, text):
     with open(path, encoding="utf-8") as f:  # what sd-scripts' read_caption does
         lines = f.readlines()
     assert read_caption(text.encode("utf-8")) == ((lines[0].strip() if lines else ""), len(lines))
+
+
+def damaged_pngs() -> dict[str, bytes]:
+    """PNGs whose header reads but whose pixels do not: cut short, a flipped byte in the image data (so
+    its CRC is wrong), garbage after the image data's chunk header."""
+    buf = io.BytesIO()
+    photo((64, 64)).save(buf, "PNG")
+    good = buf.getvalue()
+    idat = good.index(b"IDAT")
+    length = struct.unpack(">I", good[idat - 4 : idat])[0]
+
+    flipped = bytearray(good)
+    flipped[idat + 4 + length // 2] ^= 0xFF
+    garbage = bytes((i * 37 + 11) % 256 for i in range(length))
+    return {
+        "truncated.png": good[: idat + 4 + length // 2],
+        "short-idat.png": good[: idat - 4] + _chunk(b"IDAT", good[idat + 4 : idat + 4 + length // 2]),
+        "bad-crc.png": bytes(flipped),
+        "garbage.png": good[: idat - 4] + _chunk(b"IDAT", garbage) + _chunk(b"IEND", b""),
+    }
+
+
+def sd_scripts_load(path: Path) -> None:
+    """What sd-scripts' train_util.load_image does with an image (without its logging)."""
+    with Image.open(path) as image:
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+        np.array(image, np.uint8)
+
+
+@pytest.mark.parametrize("exif", [False, True], ids=["plain", "with-exif"])
+def test_damaged_pngs_are_blocking_problems(tmp_path, exif):
+    for name, data in damaged_pngs().items():
+        if exif:  # an eXIf chunk before the image data: reading it must not hide the damage
+            tags = Image.Exif()
+            tags[0x0112] = 1
+            data = data[:33] + _chunk(b"eXIf", tags.tobytes()) + data[33:]
+        (tmp_path / name).write_bytes(data)
+        (tmp_path / name).with_suffix(".txt").write_text("x", encoding="utf-8")
+        with pytest.raises(OSError):
+            sd_scripts_load(tmp_path / name)
+    report = audit_dataset(tmp_path)
+    problems = "\n".join(report.problems)
+    for name in damaged_pngs():
+        assert f"{name}: " in problems and ("truncated" in problems or "corrupt" in problems)
+    assert len(report.problems) == 4
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def test_captions_beside_formats_sd_scripts_skips(tmp_path):
+    write_image(tmp_path / "good.png", photo((64, 64)))
+    write_image(tmp_path / "anim.gif", photo((64, 64)))
+    write_image(tmp_path / "scan.TIFF", photo((64, 64)))
+    write_image(tmp_path / "bare.tif", photo((64, 64)), caption=None)
+    (tmp_path / "lonely.txt").write_text("no image at all", encoding="utf-8")
+    report = audit_dataset(tmp_path)
+    warnings = "\n".join(report.warnings)
+    assert "caption(s) without an image: lonely.txt" in warnings
+    assert "anim" not in warnings.split("without an image")[1].split("\n")[0]
+    line = next(w for w in report.warnings if "anim.gif" in w)
+    assert "bare.tif" in line and "scan.TIFF" in line and ".gif" in line and ".tiff" in line
+    assert "does not train on" in line and ".png, .jpg, .jpeg, .webp, .bmp" in line
+    assert [i.file for i in report.images] == ["good.png"] and report.problems == ()
+
+
+def test_transparency_of_every_kind_is_noticed(tmp_path):
+    grey16 = np.full((64, 64), 1000, dtype=np.uint16)
+    write_image(tmp_path / "grey16.png", Image.fromarray(grey16), transparency=1000)
+    write_image(tmp_path / "grey.png", Image.new("L", (64, 64), 5), transparency=5)
+    write_image(tmp_path / "rgb.png", Image.new("RGB", (64, 64), (1, 2, 3)), transparency=(1, 2, 3))
+    write_image(tmp_path / "opaque.png", Image.new("RGB", (64, 64), (1, 2, 3)))
+    report = audit_dataset(tmp_path)
+    assert {i.file for i in report.images if i.alpha} == {"grey16.png", "grey.png", "rgb.png"}
+
+
+def test_an_image_past_the_decompression_bomb_limit_is_a_problem(tmp_path, monkeypatch):
+    write_image(tmp_path / "big.png", photo((100, 80)))
+    write_image(tmp_path / "small.png", photo((64, 64)))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5000)  # big.png: 8000 pixels, below Pillow's 2x error
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Pillow's DecompressionBombWarning must not be what is left
+        report = audit_dataset(tmp_path)
+    assert len(report.problems) == 1 and report.problems[0].startswith("big.png: too large: 100x80")
+    assert "5000" in report.problems[0]
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)  # past 2x: Pillow itself refuses to open it
+    assert audit_dataset(tmp_path).problems[0].startswith("big.png: too large")
+
+
+@pytest.mark.parametrize(
+    ("resolution", "buckets", "expected"),
+    [
+        ((512, 512), {"reso_steps": 0}, "bucket_reso_steps = 0: expected a whole number of pixels >= 1"),
+        ((512, 512), {"reso_steps": -64}, "bucket_reso_steps = -64: expected a whole number of pixels >= 1"),
+        ((512, 512), {"min_reso": 1024, "max_reso": 512}, "min_bucket_reso = 1024 is above max_bucket_reso = 512"),
+        ((832, 1216), {"max_reso": 1024}, "resolution 832x1216 is larger than max_bucket_reso = 1024"),
+        ((512, 512), {"min_reso": 640}, "resolution 512x512 is smaller than min_bucket_reso = 640"),
+        ((512, 512), {"min_reso": 32}, "min_bucket_reso = 32 rounds down to 0"),
+        ((512, 512), {"reso_steps": 32}, "bucket_reso_steps = 32: train_network.py asserts it is divisible by 64"),
+        ((512, 512), {"max_reso": 100_000}, "max_bucket_reso = 100000: expected at most 8192"),
+        ((100_000, 512), None, "resolution 100000x512: each side must be 64..8192 px"),
+        ((0, 512), None, "resolution 0x512: each side must be 64..8192 px"),
+    ],
+)
+def test_bucket_settings_sd_scripts_refuses_are_refused_before_scanning(
+    tmp_path, monkeypatch, resolution, buckets, expected
+):
+    monkeypatch.setattr(audit_module, "scan", lambda *a, **k: pytest.fail("scanned before checking the settings"))
+    rules = {"enabled": True, **buckets} if buckets is not None else None
+    with pytest.raises(DatasetError) as error:
+        audit_dataset(tmp_path, resolution=resolution, buckets=rules)
+    assert str(error.value).startswith(expected) and "\n" not in str(error.value)
+
+
+def test_bucket_settings_sd_scripts_accepts(tmp_path):
+    write_image(tmp_path / "a.png", photo((64, 96)))
+    ok = {"enabled": True, "min_reso": 256, "max_reso": 1000, "reso_steps": 64}  # 1000 rounds up to 1024
+    assert audit_dataset(tmp_path, resolution=(1024, 1024), buckets=ok).problems == ()
+    sdxl = {"enabled": True, "reso_steps": 32}
+    assert audit_dataset(tmp_path, resolution=(512, 512), buckets=sdxl, family="sdxl").problems == ()
+    assert audit_dataset(tmp_path, resolution=(512, 512), buckets={"enabled": False, "reso_steps": 0}).problems == ()
+    with pytest.raises(DatasetError, match="caption extension '' should look like '.txt'"):
+        audit_dataset(tmp_path, caption_extension="")

@@ -7,6 +7,8 @@ import hashlib
 import json
 import os
 import pathlib
+import struct
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
@@ -21,7 +23,7 @@ from wrapper.dataset.prep import JpegInject, Plan, prepare, prepare_for_recipe, 
 from wrapper.dataset.scan import MANIFEST
 from wrapper.errors import DatasetError
 
-P, L = (60, 90), (90, 60)
+P, L = (64, 96), (96, 64)
 CROP = Geometry("crop-orientation", portrait=P, landscape=L)
 
 
@@ -198,7 +200,7 @@ def test_target_folder_rules(tmp_path):
     assert (run(src, tmp_path, out=empty).path / "a.webp").is_file()
     assert run(src, tmp_path, out=empty).reused
     with pytest.raises(DatasetError, match="holds a different preparation"):
-        run(src, tmp_path, Plan(Geometry("stretch", size=(32, 32))), out=empty)
+        run(src, tmp_path, Plan(Geometry("stretch", size=(64, 64))), out=empty)
     with pytest.raises(DatasetError, match="inside the source"):
         run(src, tmp_path, out=src / "prepared")
 
@@ -272,3 +274,92 @@ def test_centre_crop_keeps_the_target_aspect(width, height, target):
     # Within rounding (half a pixel on the cropped side) of the target aspect ratio.
     w, h = right - left, bottom - top
     assert abs(w * target[1] - h * target[0]) <= max(target) / 2 + 1 or min(w, h) == 1
+
+
+def test_transparency_of_every_kind_is_composited(tmp_path):
+    src = tmp_path / "src"
+    grey16 = np.full((60, 90), 1000, dtype=np.uint16)
+    grey16[:, :45] = 32896  # 128 * 257: opaque mid grey on the left, transparent (tRNS 1000) on the right
+    write_image(src / "grey16.png", Image.fromarray(grey16), transparency=1000)
+    grey = np.full((60, 90), 5, dtype=np.uint8)
+    grey[:, :45] = 128
+    write_image(src / "grey.png", Image.fromarray(grey), transparency=5)
+    rgb = Image.new("RGB", (90, 60), (1, 2, 3))
+    rgb.paste((128, 128, 128), (0, 0, 45, 60))
+    write_image(src / "rgb.png", rgb, transparency=(1, 2, 3))
+    bits = Image.new("1", (90, 60), 0)
+    bits.paste(1, (0, 0, 45, 60))
+    write_image(src / "bits.png", bits, transparency=0)
+    result = run(src, tmp_path, Plan(Geometry("uncropped"), background=(0, 0, 255)))
+    out = {k: Image.open(result.path / v["file"]).convert("RGB") for k, v in outputs(result).items()}
+    for name, img in out.items():
+        assert img.getpixel((80, 10)) == (0, 0, 255), name  # transparent: the background
+    assert {name: img.getpixel((10, 10)) for name, img in out.items()} == {
+        "grey16.png": (128, 128, 128),
+        "grey.png": (128, 128, 128),
+        "rgb.png": (128, 128, 128),
+        "bits.png": (255, 255, 255),
+    }
+
+
+def test_damaged_png_is_refused_not_prepared(tmp_path):
+    src = tmp_path / "src"
+    write_image(src / "good.png", photo((90, 60)))
+    data = bytearray((src / "good.png").read_bytes())
+    idat = data.index(b"IDAT")
+    data[idat + 4 + struct.unpack(">I", data[idat - 4 : idat])[0] // 2] ^= 0xFF  # Pillow: "broken data stream"
+    (src / "broken.png").write_bytes(bytes(data))
+    (src / "broken.txt").write_text("x", encoding="utf-8")
+    with pytest.raises(DatasetError, match="broken.png: truncated, corrupt or unreadable"):
+        run(src, tmp_path, workers=1)
+
+
+@pytest.mark.parametrize(
+    ("geometry", "label"),
+    [
+        (Geometry("stretch", size=(100_000, 100_000)), "stretch size 100000x100000"),
+        (Geometry("crop-orientation", portrait=(832, 9000)), "portrait 832x9000"),
+        (Geometry("crop-orientation", landscape=(63, 64)), "landscape 63x64"),
+        (Geometry("crop-orientation", square=(10_000, 10_000)), "square 10000x10000"),
+    ],
+)
+def test_sizes_are_bounded_before_any_work(tmp_path, geometry, label):
+    with pytest.raises(DatasetError) as error:
+        run(tmp_path / "not-even-there", tmp_path, Plan(geometry))
+    assert f"{label}: each side must be 64..8192 px" in str(error.value)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_a_source_past_the_decompression_bomb_limit_is_a_per_file_problem(tmp_path, monkeypatch):
+    src = tmp_path / "src"
+    write_image(src / "big.png", photo((100, 80)))
+    write_image(src / "ok.png", photo((64, 64)))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(DatasetError) as error:
+            run(src, tmp_path, workers=1)
+    message = str(error.value)
+    assert "big.png: too large: 100x80" in message and "ok.png" not in message
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_formats_sd_scripts_skips_are_named(tmp_path):
+    src = tmp_path / "src"
+    write_image(src / "good.png", photo((90, 60)))
+    write_image(src / "anim.gif", photo((90, 60)))
+    result = run(src, tmp_path)
+    line = next(w for w in result.warnings if "anim.gif" in w)
+    assert "format sd-scripts does not train on (.gif" in line and "caption" in line
+    assert not any("without an image" in w for w in result.warnings)
+
+
+def test_a_malformed_manifest_in_the_target_is_an_error(tmp_path):
+    src = tmp_path / "src"
+    write_image(src / "a.jpg", photo((90, 60)))
+    out = tmp_path / "out"
+    out.mkdir()
+    for text in ('{"key": 1, "files": 3}', '{"files": [{"nofile": 1}]}', "[1, 2]"):
+        (out / MANIFEST).write_text(text, encoding="utf-8")
+        with pytest.raises(DatasetError, match="unreadable manifest"):
+            run(src, tmp_path, out=out)

@@ -28,7 +28,7 @@ GRID = ["sampler=dpm++2m,euler", "cfg=3,7", "negative=on,off", "steps=3"]
 def lora_run(request, tmp_path_factory) -> Path:
     """A finished CPU smoke run (`<family>-smoke`: LoRAs at steps 2 and 4 and a final one)."""
     from recipes import builtin_registry
-    from wrapper.demo.synth import ensure_demo_assets
+    from wrapper.demo.assets import ensure_demo_assets
     from wrapper.kohya.checkout import find_checkout
     from wrapper.runs.train import RunRequest, start_run
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -11,34 +9,7 @@ from hypothesis import strategies as st
 from wrapper.errors import ConfigError
 from wrapper.generation.prompts import BUILTIN_PROMPTS, Prompt, parse_prompts, read_prompts
 from wrapper.kohya.gen_img import prompt_line
-
-
-def gen_img_reads(line: str) -> dict:
-    """What gen_img.py v0.10.1 takes from a --from_file line, per its documented per-line options."""
-    found = {}
-    seed = re.search(r" --d ([\d+,]+)", line, re.IGNORECASE)
-    if seed:
-        found["seed"] = int(seed[1])
-        line = line[: seed.start()] + line[seed.end() :]
-    parts = line.strip().split(" --")
-    found["prompt"] = parts[0]
-    found["negative"] = ""
-    patterns = {
-        "steps": r"s (\d+)",
-        "cfg": r"l ([\d\.]+)",
-        "negative": r"n (.+)",
-        "weight": r"am ([\d\.\-,]+)",
-        "file": r"f (.+)",
-    }
-    for part in parts[1:]:
-        for key, pattern in patterns.items():
-            m = re.match(pattern, part, re.IGNORECASE)
-            if m:
-                found[key] = m[1]
-                break
-        else:
-            found.setdefault("unknown", []).append(part)
-    return found
+from wrapper.kohya.prompt_lines import GEN_IMG, PromptLine, split_line
 
 
 def test_builtin_prompt_set_parses_with_a_negative_prompt():
@@ -65,14 +36,16 @@ def test_empty_negative_directive_clears_it():
 @pytest.mark.parametrize(
     ("text", "where", "words"),
     [
-        ("ok prompt\nwoman in coat --s 20\n", "p.txt:2:15", "unexpected option '--s'"),
+        ("ok prompt\nwoman in coat --s 20\n", "p.txt:2:15", "option '--s'"),
         ("woman --n blurry --n text\n", "p.txt:1:18", "only one"),
         ("a {red|blue} coat\n", "p.txt:1:3", "dynamic prompt"),
         ("cat AND dog\n", "p.txt:1:5", "AND"),
         ("--n blurry\n", "p.txt:1:1", "must start with the prompt"),
         ("  negtive: blurry\nprompt\n", "p.txt:1:3", "did you mean 'negative:'"),
         ("prompt --n\n", "p.txt:1:8", "needs a negative prompt"),
-        ("negative: a --l 7\nprompt\n", "p.txt:1:13", "unexpected option '--l'"),
+        ("negative: a --l 7\nprompt\n", "p.txt:1:13", "option '--l'"),
+        ("negative: --x\nprompt\n", "p.txt:1:11", "starts with '--'"),
+        ("prompt --n  --x\n", "p.txt:1:13", "starts with '--'"),
         ("# only a comment\n", "p.txt: no prompts", "no prompts"),
     ],
 )
@@ -118,16 +91,21 @@ def test_round_trip_through_file_and_gen_img_line(prompt, negative):
         return  # e.g. a word that looks like a misspelt directive
     assert parsed == [Prompt(prompt.strip(), negative.strip(), 1, 1)]
     line = prompt_line(parsed[0].text, parsed[0].negative, steps=20, cfg=7.5, seed=3, weight=-0.6, filename="a/b.png")
-    read = gen_img_reads(line)
-    assert read == {
-        "prompt": parsed[0].text,
-        "negative": parsed[0].negative,
-        "steps": "20",
-        "cfg": "7.5",
-        "seed": 3,
-        "weight": "-0.6",
-        "file": "a/b.png",
-    }
+    options = {"n": parsed[0].negative, "s": "20", "l": "7.5", "d": "3", "am": "-0.6", "f": "a/b.png"}
+    assert split_line(line, GEN_IMG) == PromptLine(parsed[0].text, options)
+
+
+def test_a_negative_starting_with_dashes_is_refused():
+    """Regression: 'negative: --x' was accepted, and gen_img.py then read ' --n --x' as no negative prompt."""
+    line = prompt_line("a coat", "--x", steps=20, cfg=7.0, seed=1, weight=1.0, filename="a.png")
+    assert "n" not in split_line(line, GEN_IMG).options
+    with pytest.raises(ConfigError, match="starts with '--'"):
+        parse_prompts("negative: --x\na coat\n")
+
+
+def test_prompts_may_start_like_an_option_word():
+    """gen_img.py reads no options from the prompt part (unlike the trainer), so 'n ice coat' is a prompt."""
+    assert parse_prompts("n ice coat --n blurry\n") == [Prompt("n ice coat", "blurry", 1, 1)]
 
 
 @given(st.text(max_size=300))

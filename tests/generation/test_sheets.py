@@ -8,16 +8,9 @@ import pytest
 from PIL import Image
 
 from wrapper.errors import ConfigError
-from wrapper.generation.sheets import (
-    EMPTY,
-    _spans,
-    axis_label,
-    layout,
-    render_sheet,
-    sheet_axes,
-    write_page,
-    write_sheets,
-)
+from wrapper.generation.sheets import axis_label, layout, render_sheet, sheet_axes, write_page, write_sheets
+from wrapper.reports.plots import EMPTY
+from wrapper.runs.layout import GENERATION_PAGE
 
 
 def entries(**axes):
@@ -86,12 +79,6 @@ def test_layout_refuses_an_axis_left_out():
         layout(entries(steps=[1, 2], cfg=[3.0, 7.0]), ["steps"], [])
 
 
-def test_spans_group_outer_levels():
-    keys = [("a", 1), ("a", 2), ("b", 1), ("b", 2)]
-    assert _spans(keys, 0) == [(0, 1, "a"), (2, 3, "b")]
-    assert _spans(keys, 1) == [(0, 0, 1), (1, 1, 2), (2, 2, 1), (3, 3, 2)]
-
-
 def test_labels():
     assert [
         axis_label(a, v)
@@ -157,8 +144,11 @@ def test_write_sheets_and_page(tmp_path):
             "size": index["sheets"][0]["size"],
         }
     ]
-    page = write_page(tmp_path, index).read_text()
-    assert page.count("data:image/png;base64,") == 1
+    path = write_page(tmp_path, index)
+    assert path == tmp_path / GENERATION_PAGE
+    page = path.read_text()
+    assert page.count("data:image/png;base64,") == 1  # the one sheet, embedded
     assert "a &lt;b&gt;bold&lt;/b&gt; coat" in page and "<b>bold" not in page
-    assert all(f"href='{entry['file']}'" in page for entry in e)
-    assert "2.0 s per image" in page
+    assert "negative prompt: blurry" in page and "rows: cfg; columns: negative" in page
+    assert all(f'<a href="{entry["file"]}">' in page for entry in e)  # the index of every image
+    assert "2.0 s per image" in page and "grid: cfg" in page and "3, 7" in page and "/r/lora.safetensors" in page

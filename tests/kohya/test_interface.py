@@ -60,7 +60,8 @@ def _dataset(**subset):
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        ({"general": {"shuffle_captions": True}}, "general.shuffle_captions: key not allowed here (did you mean"),
+        ({"general": {"shuffle_captions": True}},
+         "general.shuffle_captions: key not allowed in a [general] table (did you mean"),
         ({"general": {"image_dir": "/d"}}, "allowed in subsets only"),
         ({"datasets": [{"resolution": 512.0, "subsets": [{"image_dir": "/d"}]}]}, "expected int|pair:int"),
         ({"datasets": [{"validation_split": 0, "subsets": [{"image_dir": "/d"}]}]}, "expected float"),
@@ -74,6 +75,29 @@ def _dataset(**subset):
 def test_dataset_problems(config, message):
     problems = interface.dataset_problems(config, TABLE["dataset_schema"], "dataset.toml")
     assert any(message in p for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    ("config", "masked_loss", "problem"),
+    [
+        ({"datasets": [{"subsets": [{"metadata_file": "/m.json", "image_dir": "/d"}]}]}, False, None),
+        ({"datasets": [{"subsets": [{"metadata_file": "/m.json"}, {"image_dir": "/d"}]}]}, False, "cannot be mixed"),
+        ({"datasets": [{"subsets": [{"metadata_file": "/m.json", "class_tokens": "x"}]}]}, False,
+         "class_tokens: key not allowed in a fine-tuning subset"),
+        ({"datasets": [{"subsets": [{"image_dir": "/d", "conditioning_data_dir": "/c"}]}]}, True, None),
+        ({"datasets": [{"subsets": [{"image_dir": "/d", "conditioning_data_dir": "/c"}]}]}, False,
+         "conditioning_data_dir: key not allowed in a DreamBooth subset"),
+        ({"datasets": {"subsets": [{"image_dir": "/d"}]}}, False, "needs a [[datasets]] line before it"),
+        ({"datasets": [{"subsets": {"image_dir": "/d"}}]}, False, "subsets must be an array of tables"),
+        ({"datasets": ["x"]}, False, "datasets[0]: expected a table, found str"),
+        ({"general": [1]}, False, "general: expected a table, found list"),
+    ],
+)
+def test_dataset_kinds_follow_train_networks_sanitizer(config, masked_loss, problem):
+    """Fine-tuning subsets, conditioning subsets with masked_loss, and malformed tables, as train_network.py
+    (ConfigSanitizer(True, True, args.masked_loss, True)) takes them."""
+    problems = interface.dataset_problems(config, TABLE["dataset_schema"], "d", masked_loss=masked_loss)
+    assert (problems == []) if problem is None else any(problem in p for p in problems), problems
 
 
 def test_good_dataset_passes():

@@ -6,12 +6,15 @@ from pathlib import Path
 
 import pytest
 import toml
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from recipes import builtin_registry
 from recipes.glitches import MODIFIERS
 from wrapper.errors import ConfigError
 from wrapper.kohya import configs, interface
-from wrapper.kohya.render import Places
+from wrapper.kohya.prompt_lines import file_lines, split_line, text_problems
+from wrapper.kohya.render import Places, render_prompts
 from wrapper.recipe import SamplePrompt, evolve
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -89,6 +92,38 @@ def test_untypable_prompts_are_refused_not_mangled():
     assert "' --'" in text and "line break" in text and "starts like a prompt option" in text
 
 
+prompt_text = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=50)
+
+
+@settings(max_examples=300, deadline=None)
+@given(prompt_text, st.one_of(st.just(""), prompt_text), st.floats(0.5, 30).map(lambda x: round(x, 3)))
+@example("0", "--", 7.0)  # a negative starting with "--" meets the "n " before it as " --"
+@example("a -", "b -", 7.0)
+@example("a coat", "s 20 blurry", 7.0)  # the trainer's `n (.+)` takes a negative that starts like an option
+def test_sample_prompts_read_back_exactly_or_are_refused(prompt: str, negative: str, cfg: float):
+    base = registry.recipes["sd15-standard"]
+    recipe = evolve(base, sampling={"prompts": (SamplePrompt(prompt=prompt, negative=negative, seed=7),),
+                                    "cfg": cfg})
+    if text_problems(prompt) + (text_problems(negative, negative=True) if negative else []):
+        with pytest.raises(ConfigError):
+            render_prompts(recipe)
+        return
+    [(_, line)] = file_lines(render_prompts(recipe))
+    read = split_line(line)
+    assert read.prompt == prompt and read.options.get("n", "") == negative
+    assert float(read.options["l"]) == pytest.approx(cfg)
+    assert [read.options[k] for k in ("w", "h", "d", "s", "ss")] == ["512", "768", "7", "20", "dpmsolver++"]
+
+
+def test_hand_written_prompt_files_are_checked_for_options_in_the_prompt(tmp_path):
+    """Regression: 's curve road' was refused for starting with an option word; the trainer's
+    `s (\\d+)` does not match it, so only prompts it really takes an option from are reported."""
+    path = tmp_path / "sample_prompts.txt"
+    path.write_text("# w 5 is a comment\ns curve road --w 512\r\n\n  w 512 wide shot --n x\n", encoding="utf-8")
+    [problem] = configs.prompt_file_problems(path)
+    assert problem.startswith(f"{path}:4: prompt 'w 512 wide shot' starts like a prompt option (--w 512)")
+
+
 def test_recipe_rules_stop_impossible_runs():
     base = registry.recipes["sd15-standard"]
     no_buckets = evolve(base, data={"buckets": {"enabled": False}})
@@ -117,3 +152,29 @@ def test_each_image_folder_becomes_a_subset():
     subsets = configs.render(registry.recipes["sd15-standard"], p, Path("/x")).dataset["datasets"][0]["subsets"]
     assert [s["image_dir"] for s in subsets] == ["/data/fashion", "/data/fashion/looks"]
     assert subsets[0] | {"image_dir": ""} == subsets[1] | {"image_dir": ""}
+
+
+def test_extra_args_cannot_override_what_the_recipe_sets():
+    recipe = registry.resolve("sd15-standard").replace(
+        extra_args=(("output_dir", "/elsewhere"), ("learning_rate", 1.0), ("max_train_steps", 5),
+                    ("scale_weight_norms", 1.0), ("scale_weight_norms", 2.0)))
+    with pytest.raises(ConfigError) as err:
+        configs.render(recipe, places(), Path("/cfg"))
+    text = str(err.value)
+    assert "extra_args sets 'output_dir' = '/elsewhere', which gaze already sets from the run folder" in text
+    assert "'learning_rate' = 1.0, which gaze already sets from optimizer.unet_lr; change that instead" in text
+    assert "'max_train_steps' = 5, which gaze already sets from training.max_train_steps" in text
+    assert "extra_args sets 'scale_weight_norms' twice" in text
+
+
+def test_every_rendered_argument_is_managed():
+    """The table of managed arguments covers every key the renderer can write (so none can be overridden)."""
+    from wrapper.kohya.rules import managed_by
+
+    full = evolve(registry.resolve("sdxl-standard+train-text-encoder"),
+                  training={"v2": True, "no_half_vae": True, "full_bf16": True, "noise_offset": 0.1,
+                            "min_snr_gamma": 5.0, "clip_skip": 2, "save_every_n_steps": 100, "max_token_length": 150},
+                  network={"dropout": 0.1, "args": ("conv_dim=4",)}, optimizer={"args": ("weight_decay=0.1",)})
+    keys = {k for table in configs.render(full, places(), Path("/cfg")).arguments.values() for k in table}
+    assert [k for k in sorted(keys) if managed_by(k) is None] == []
+    assert managed_by("scale_weight_norms") is None and managed_by("network_dim") == "network.dim"

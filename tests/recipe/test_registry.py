@@ -13,7 +13,7 @@ from recipes.standard import BASELINES, SD15_STANDARD, SDXL_STANDARD
 from wrapper.errors import RecipeError
 from wrapper.kohya import rules
 from wrapper.recipe import evolve, recipe_problems, validate
-from wrapper.recipe.registry import Modifier, Registry, sweep
+from wrapper.recipe.registry import Modifier, Registry, load_recipe_file, sweep
 
 registry = builtin_registry()
 
@@ -183,3 +183,41 @@ def test_user_recipe_file(tmp_path: Path):
     clash.write_text("from recipes.standard import SD15_STANDARD\nRECIPES = (SD15_STANDARD,)\n")
     with pytest.raises(RecipeError, match="registered twice"):
         load_registry(clash)
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("raise RuntimeError('boom')\n", r"bad.py:1: importing the recipe file raised RuntimeError: boom"),
+        ("RECIPES = (\n", r"bad.py:1: not valid Python: '\(' was never closed"),
+        ("RECIPES = 'sd15-standard'\n", r"bad.py: RECIPES is a str; expected a tuple or list of Recipe"),
+        ("RECIPES = ('sd15-standard',)\n", r"bad.py: RECIPES\[0\] is a str; expected a Recipe"),
+        ("MODIFIERS = 3\n", r"bad.py: MODIFIERS is a int; expected a tuple or list of Modifier"),
+        ("import no_such_module_here\n", r"bad.py:1: importing the recipe file raised ModuleNotFoundError"),
+    ],
+)
+def test_a_broken_recipe_file_is_one_clear_error(tmp_path, source, message):
+    bad = tmp_path / "bad.py"
+    bad.write_text(source)
+    with pytest.raises(RecipeError, match=message):
+        load_recipe_file(builtin_registry(), bad)
+    with pytest.raises(RecipeError, match="is a folder, not a Python file"):
+        load_recipe_file(builtin_registry(), tmp_path)
+
+
+@pytest.mark.parametrize("spec", ["sd15-standard+high-lr=", "sd15-standard+high-lr= ", "sd15-standard+dim="])
+def test_an_empty_modifier_value_is_refused_not_defaulted(spec):
+    with pytest.raises(RecipeError, match="has an empty value after '='"):
+        builtin_registry().resolve(spec)
+
+
+def test_numbers_sd_scripts_cannot_hold_are_refused():
+    huge = evolve(SD15_STANDARD, training={"max_train_steps": 10**22}, optimizer={"unet_lr": float("inf")},
+                  network={"args": ()})
+    text = "\n".join(recipe_problems(huge))
+    assert "training.max_train_steps: 10000000000000000000000 is beyond what sd-scripts can hold" in text
+    assert "optimizer.unet_lr: inf is beyond" in text
+    extra = SD15_STANDARD.replace(extra_args=(("max_data_loader_n_workers", 2**40),))
+    assert any("recipe.extra_args: 1099511627776 is beyond" in p for p in recipe_problems(extra))
+    with pytest.raises(RecipeError, match="is beyond what sd-scripts can hold"):
+        builtin_registry().resolve("sd15-standard+steps=99999999999999999999999")

@@ -30,7 +30,7 @@ SPEED = re.compile(r"(\d+)/(\d+) \[[^\]]*?([\d.]+)s/it")
 
 
 def assets(family: str):
-    from wrapper.demo.synth import ensure_demo_assets
+    from wrapper.demo.assets import ensure_demo_assets
 
     return ensure_demo_assets(CACHE, family, log=lambda _m: None)
 
@@ -102,34 +102,55 @@ def test_sdxl_recipe_trains_unet_only_with_cached_text_encoder_outputs(tmp_path)
     assert lora_steps(outcome.run_dir / "output" / "sdxl-smoke.safetensors") == 4
 
 
-def _kill_at_step(run_dir_holder: list, step: int):
-    """An on_line callback that SIGKILLs the trainer's process group when the bar reaches `step`."""
-    def on_line(line: str) -> None:
-        if f" {step}/" not in line or not line.lstrip().startswith("steps:"):
-            return
-        config = str(run_dir_holder[0] / "config.toml")
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-            if config in cmdline and "accelerate.commands.launch" in cmdline:
-                os.killpg(os.getpgid(int(pid)), signal.SIGKILL)
-                return
-    return on_line
+def _trainers(run_dir: Path) -> list[int]:
+    """Processes whose command line names this run's config (accelerate and the training script)."""
+    config = str(run_dir / "config.toml")
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if config in cmdline and state != "Z":
+            found.append(int(pid))
+    return found
 
 
-def test_run_killed_with_sigkill_resumes_and_continues_numbering(tmp_path):
-    recipe = registry.resolve("sd15-smoke+steps=6")
-    run_dir, argv, _ = prepare_run(recipe, request(tmp_path, "sd15"), print)
-    killed = launch(run_dir, argv, find_checkout(), _kill_at_step([run_dir], 4), launches=1)
-    report(killed, "sd15-smoke+steps=6 (killed)")
-    assert killed.status.state == "failed" and killed.status.exit_code in (-9, 137)
+def test_gaze_killed_with_sigkill_leaves_no_trainer_and_resumes(tmp_path):
+    """SIGKILL the `gaze run` process mid-run: its trainer is stopped with it, the run shows as lost,
+    and `gaze resume` continues from the newest state with the steps numbered on."""
+    import subprocess
+    import sys
+    import time
+
+    a = assets("sd15")
+    env = {**os.environ, "GAZE_CACHE_DIR": str(CACHE), "GAZE_TOKENIZER_CACHE_DIR": str(a.tokenizer_cache_dir)}
+    gaze = [sys.executable, "-c", "from wrapper.cli import main; main()"]
+    proc = subprocess.Popen([*gaze, "run", "sd15-smoke+steps=6", "--dataset", str(a.dataset_dir), "--model",
+                             str(a.model_path), "--runs-dir", str(tmp_path / "runs"), "--threads", "2"],
+                            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    run_dir = None
+    for line in proc.stdout:
+        if line.startswith("run directory: "):
+            run_dir = Path(line.split(": ", 1)[1].strip())
+        if line.startswith("step 3/6"):
+            proc.kill()
+            break
+    proc.wait()
+    assert run_dir is not None and proc.returncode == -9
+    deadline = time.monotonic() + 60
+    while _trainers(run_dir) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _trainers(run_dir) == [], "the trainer outlived gaze"
+    status = runs.read_status(run_dir)
+    assert status.state == "lost" and "gaze resume" in status.message
+    assert "is gone: stopping the trainer" in (run_dir / "train.log").read_text(errors="replace")
     assert [s for s, _ in runs.saved_states(run_dir)] == [2]
     first = run_dir / "output" / "sd15-smoke_steps-6-step00000002.safetensors"
     before = first.stat().st_mtime_ns
     resumed = resume_run(run_dir, log=print, on_line=lambda _l: None)
-    report(resumed, "resumed")
+    report(resumed, "resumed after gaze was killed")
     assert resumed.status.state == "succeeded" and resumed.status.launches == 2
     assert resumed.notes[0].startswith("continuous from step 3"), resumed.notes
     assert first.stat().st_mtime_ns == before  # the earlier checkpoint was not rewritten

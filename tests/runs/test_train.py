@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import re
 import struct
 import sys
 import textwrap
@@ -22,7 +24,7 @@ from wrapper.kohya.failures import classify
 from wrapper.kohya.models import checkpoint_family
 from wrapper.runs import layout as runs
 from wrapper.runs.queue import format_table, run_queue
-from wrapper.runs.resume import continuity, plan_resume, set_aside_later_files
+from wrapper.runs.resume import continuity, plan_resume, resume_run, set_aside_later_files
 from wrapper.runs.train import (
     Outcome,
     RunRequest,
@@ -32,6 +34,7 @@ from wrapper.runs.train import (
     launch,
     resolve_attention,
     resolve_checkpointing,
+    start_run,
 )
 
 registry = builtin_registry()
@@ -115,7 +118,8 @@ def _run_dir(tmp_path: Path, max_steps: int = 4) -> Path:
     (run_dir / "output").mkdir()
     runs.write_recipe_record(run_dir, runs.RecipeRecord(name="sd15-smoke"))
     runs.write_run_info(run_dir, runs.RunInfo(model=str(tmp_path / "m.safetensors"), output_name="lora",
-                                              family="sd15", max_train_steps=max_steps, sd_scripts=str(tmp_path)))
+                                              family="sd15", max_train_steps=max_steps, sd_scripts=str(tmp_path),
+                                              script="train_network.py", threads=2, mixed_precision="bf16"))
     write_json(run_dir / runs.COMMAND, {"argv": ["py", "train_network.py"]})
     runs.write_status(run_dir, runs.Status("failed", launches=1))
     return run_dir
@@ -179,6 +183,8 @@ def test_resume_plans_from_the_newest_state_and_sets_later_files_aside(tmp_path)
     step, state, argv = plan_resume(run_dir)
     assert step == 4 and state.name == "lora-step00000004-state"
     assert argv[-3:] == ["--resume", str(state), "--skip_until_initial_step"]
+    assert argv[1:5] == ["-m", "accelerate.commands.launch", "--num_cpu_threads_per_process", "2"]
+    assert argv[-6:-3] == ["train_network.py", "--config_file", str(run_dir / "config.toml")]
     moved = set_aside_later_files(run_dir, step)
     assert sorted(p.name for p in moved) == ["lora-step00000005-state", "lora-step00000006.safetensors"]
     assert (run_dir / "output" / "lora-step00000004.safetensors").read_bytes() == b"4"
@@ -297,3 +303,121 @@ def test_gradient_checkpointing_follows_the_memory():
     forced = sdxl.replace(training=sdxl.training.__class__(**{**sdxl.training.__dict__,
                                                              "gradient_checkpointing": False}))
     assert not resolve_checkpointing(forced, {**GPU, "memory_gib": 8})
+
+
+def test_resume_never_executes_command_json(tmp_path):
+    """command.json is a record for people: a tampered one changes nothing that gaze launches."""
+    run_dir = _run_dir(tmp_path, max_steps=6)
+    _state(run_dir, "lora-step00000002-state", 2)
+    write_json(run_dir / runs.COMMAND, {"argv": ["sh", "-c", "touch /tmp/pwned"], "cwd": "/"})
+    _, _, argv = plan_resume(run_dir)
+    assert "sh" not in argv and "touch /tmp/pwned" not in argv and argv[0] == sys.executable
+    info = json.loads((run_dir / runs.RUN).read_text())
+    write_json(run_dir / runs.RUN, {**info, "script": "../../evil.py"})
+    with pytest.raises(RunError, match="key 'script' is '../../evil.py'"):
+        plan_resume(run_dir)
+    write_json(run_dir / runs.RUN, {**info, "gpus": "2; rm -rf /"})
+    with pytest.raises(RunError, match="key 'gpus'"):
+        plan_resume(run_dir)
+
+
+def test_a_run_lock_is_exclusive_and_names_its_holder(tmp_path):
+    run_dir = _run_dir(tmp_path)
+    with runs.run_lock(run_dir, purpose="training") as fd:
+        assert isinstance(fd, int)
+        assert runs.holder(run_dir).startswith(f"pid {os.getpid()} on ")
+        with pytest.raises(RunError, match=rf"is in use by pid {os.getpid()} on .*training since"), \
+                runs.run_lock(run_dir, purpose="training"):
+            pass
+        with pytest.raises(RunError, match="in use by"):  # resume refuses a run that is being trained
+            resume_run(run_dir, log=lambda _m: None, on_line=lambda _l: None)
+        with pytest.raises(RunError, match="in use by"), runs.run_lock(run_dir, purpose="generation", shared=True):
+            pass  # and so does generation (a shared lock)
+    assert runs.holder(run_dir) is None
+    with runs.run_lock(run_dir, purpose="generation", shared=True), \
+            runs.run_lock(run_dir, purpose="generation", shared=True):
+        assert runs.holder(run_dir) is None  # readers do not make a run "running"
+
+
+def test_a_running_run_without_its_gaze_process_is_lost(tmp_path):
+    run_dir = _run_dir(tmp_path)
+    runs.write_status(run_dir, runs.Status("running", started_at="2026-01-01T00:00:00+00:00", launches=1))
+    with runs.run_lock(run_dir, purpose="training"):
+        assert runs.read_status(run_dir).state == "running"
+    lost = runs.read_status(run_dir)
+    assert lost.state == "lost" and "gaze resume" in lost.message
+    assert json.loads((run_dir / runs.STATUS).read_text())["state"] == "running"  # the record is not rewritten
+
+
+def _ckpt(path: Path, keys: list[str], *, zipped: bool = True) -> Path:
+    """A pickled checkpoint as torch.save writes one: {'state_dict': {key: ...}} (zip) or a bare pickle."""
+    import pickle
+    import zipfile
+
+    data = pickle.dumps({"state_dict": dict.fromkeys(keys, 0)})
+    if zipped:
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("archive/data.pkl", data)
+    else:
+        path.write_bytes(pickle.dumps(0x1950A86A20F9469CFC6C) + data + b"\0" * 64)
+    return path
+
+
+def test_pickled_checkpoints_are_identified_without_unpickling(tmp_path):
+    assert checkpoint_family(_ckpt(tmp_path / "a.ckpt", ["cond_stage_model.transformer.text_model.x"])) == "sd15"
+    assert checkpoint_family(_ckpt(tmp_path / "b.ckpt", ["conditioner.embedders.1.model.x"], zipped=False)) == "sdxl"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("empty.safetensors", b"", "is empty"),
+        ("short.safetensors", b"\x01\x02", "too short"),
+        ("huge-header.safetensors", struct.pack("<Q", 10**12) + b"{}", "its header claims 1000000000000 bytes"),
+        ("not-json.safetensors", struct.pack("<Q", 4) + b"\xff\xfe{[", "its header is not JSON"),
+        ("list.safetensors", struct.pack("<Q", 2) + b"[]", "not a JSON object"),
+        ("random.safetensors", bytes(range(256)) * 8, "not a safetensors file"),
+        ("random.ckpt", bytes(range(256)) * 8, "found none"),
+        ("unet-only.safetensors", None, "found model.diffusion_model.input_blocks.0.weight"),
+        ("model.gguf", b"GGUF", "expected a .safetensors or .ckpt file"),
+    ],
+)
+def test_a_model_gaze_cannot_identify_is_refused_with_what_was_found(tmp_path, name, content, message):
+    path = tmp_path / name
+    if content is None:
+        safetensors_with(path, ["model.diffusion_model.input_blocks.0.weight"])
+    else:
+        path.write_bytes(content)
+    with pytest.raises(RunError, match=re.escape(message)):
+        checkpoint_family(path)
+
+
+def test_a_queue_with_an_unreadable_model_goes_on_and_ends_with_its_table(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"")
+    recipe = builtin_registry().resolve("sd15-smoke")
+
+    def start(model: Path):
+        return start_run(recipe, RunRequest(dataset=tmp_path, model=model, runs_dir=tmp_path / "runs",
+                                            cache_dir=tmp_path / "cache", checkout=tmp_path), log=lambda _m: None)
+
+    rows = run_queue([bad, tmp_path / "missing.safetensors"], start, log=lambda _m: None, label=lambda p: p.name)
+    assert [(r.spec, r.state, r.failure_class) for r in rows] == [
+        ("bad.safetensors", "failed", "configuration"), ("missing.safetensors", "failed", "configuration")]
+    assert "is empty" in rows[0].message and "does not exist" in rows[1].message
+    assert "bad.safetensors" in format_table(rows)
+
+
+def test_a_mismatched_base_that_is_the_recipes_own_checkpoint_is_refused(tmp_path):
+    from wrapper.errors import ConfigError
+    from wrapper.runs.train import request_for
+    from wrapper.settings import Settings
+
+    own = safetensors_with(tmp_path / "sd15.safetensors", ["cond_stage_model.transformer.text_model.x"])
+    other = safetensors_with(tmp_path / "other.safetensors", ["cond_stage_model.transformer.text_model.x"])
+    settings = Settings(dataset=tmp_path, models={"sd15": own, "same": own, "other": other})
+    registry = builtin_registry()
+    for spec in ("sd15-standard+mismatched-base=same", "sd15-standard+mismatched-base=sd15"):
+        with pytest.raises(ConfigError, match="is the sd15 checkpoint it would train on anyway"):
+            request_for(registry.resolve(spec), settings, tmp_path)
+    assert request_for(registry.resolve("sd15-standard+mismatched-base=other"), settings, tmp_path).model == other

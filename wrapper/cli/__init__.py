@@ -5,6 +5,7 @@ Each command group lives in its own module and is registered here.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -13,16 +14,25 @@ from wrapper.errors import GazeError
 
 
 class GazeGroup(click.Group):
-    """Print a GazeError as one clear message and exit 1, unless --debug asks for the traceback."""
+    """Print a GazeError (or what the operating system refused) as one clear message and exit 1,
+    unless --debug asks for the traceback."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except GazeError as exc:
+        except (GazeError, OSError) as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.secho(f"error: {exc}", fg="red", err=True)
+            message = str(exc) if isinstance(exc, GazeError) else os_error_line(exc)
+            click.secho(f"error: {message}", fg="red", err=True)
             sys.exit(1)
+
+
+def os_error_line(exc: OSError) -> str:
+    """'cannot use PATH: File name too long' for an error gaze did not foresee at that place."""
+    paths = [os.fsdecode(p) for p in (exc.filename, exc.filename2) if p is not None]
+    where = " -> ".join(repr(p) for p in paths) or "a file"
+    return f"cannot use {where}: {exc.strerror or exc} (rerun with --debug for the traceback)"
 
 
 @click.group(cls=GazeGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -5,27 +5,35 @@ from __future__ import annotations
 import re
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
+from wrapper.files import write_atomic
 from wrapper.kohya.models import CHECKPOINT_FAMILIES
 from wrapper.recipe import Buckets, Prep
 
 # Kept literal so `gaze --help` need not import the preparation code (a test checks they agree).
 OPERATIONS = ("crop-orientation", "uncropped", "stretch", "jpeg-inject")
 FORMATS = ("webp", "png", "bmp")
+SIDES = (64, 8192)  # images.MIN_SIDE, MAX_SIDE: the sizes gaze prepares and trains at, per side
+BOUND = f"each side {SIDES[0]}..{SIDES[1]} px"
 COLOURS = {"white": (255, 255, 255), "black": (0, 0, 0), "grey": (128, 128, 128), "gray": (128, 128, 128)}
 
 
 def parse_size(ctx: click.Context | None, param: click.Parameter | None, value: str | None):
-    """'832x1216' -> (832, 1216); a single number means a square."""
+    """'832x1216' -> (832, 1216); a single number means a square. Each side must be within SIDES."""
     if value is None:
         return None
-    match = re.fullmatch(r"\s*(\d+)\s*(?:[x×,]\s*(\d+))?\s*", value)
-    if not match or int(match[1]) == 0 or (match[2] and int(match[2]) == 0):
+    match = re.fullmatch(r"\s*(\d+)\s*(?:[x×,]\s*(\d+))?\s*", value, re.ASCII)
+    if not match:
         raise click.BadParameter(f"{value!r} is not a size like 832x1216")
-    return int(match[1]), int(match[2] or match[1])
+    size = int(match[1]), int(match[2] or match[1])
+    if not all(SIDES[0] <= side <= SIDES[1] for side in size):
+        raise click.BadParameter(f"{value.strip()}: each side must be {SIDES[0]}..{SIDES[1]} px")
+    return size
 
 
 def parse_colour(ctx: click.Context | None, param: click.Parameter | None, value: str) -> tuple[int, int, int]:
@@ -41,25 +49,50 @@ def parse_colour(ctx: click.Context | None, param: click.Parameter | None, value
     raise click.BadParameter(f"{value!r} is not a colour (white, black, grey, #rrggbb or r,g,b)")
 
 
-def _progress(label: str):
+class _Progress:
     """A click progress bar as a (done, total) callback; silent when stderr is not a terminal."""
-    state: dict = {}
 
-    def update(done: int, total: int) -> None:
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar = None
+
+    def __call__(self, done: int, total: int) -> None:
         if not sys.stderr.isatty():
             return
-        if "bar" not in state:
-            state["bar"] = click.progressbar(length=total, label=label, file=sys.stderr)
-            state["bar"].__enter__()
-        state["bar"].update(done - state["bar"].pos)
+        if self.bar is None:
+            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr)
+            self.bar.__enter__()
+        self.bar.update(done - self.bar.pos)
         if done >= total:
-            state["bar"].__exit__(None, None, None)
+            self.close()
 
-    return update
+    def close(self) -> None:
+        """End the bar's line, so a message after it (an error) starts on a line of its own."""
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+@contextmanager
+def _stoppable(progress: _Progress | None = None) -> Iterator[None]:
+    """Ctrl-C, SIGTERM and SIGHUP end the command with one line and exit status 128 + the signal;
+    the library has stopped its workers and removed its unfinished output by then."""
+    from wrapper.dataset.workers import Interrupted, stopping_on_signals
+
+    try:
+        with stopping_on_signals():
+            try:
+                yield
+            finally:
+                if progress:
+                    progress.close()
+    except Interrupted as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(128 + exc.signum)
 
 
 @click.command("prep")
-@click.argument("source", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("source", required=False, type=click.Path(path_type=Path))
 @click.option(
     "--op",
     "ops",
@@ -73,22 +106,24 @@ def _progress(label: str):
     default="{}x{}".format(*Prep().portrait),
     callback=parse_size,
     show_default=True,
-    help="crop-orientation: size for portrait images.",
+    help=f"crop-orientation: size for portrait images ({BOUND}).",
 )
 @click.option(
     "--landscape",
     default="{}x{}".format(*Prep().landscape),
     callback=parse_size,
     show_default=True,
-    help="crop-orientation: size for landscape images.",
+    help=f"crop-orientation: size for landscape images ({BOUND}).",
 )
 @click.option(
     "--square",
     default=None,
     callback=parse_size,
-    help="crop-orientation: size for square images (default: the portrait size).",
+    help=f"crop-orientation: size for square images (default: the portrait size; {BOUND}).",
 )
-@click.option("--size", default=None, callback=parse_size, help="stretch: the one fixed size, e.g. 1024x1024.")
+@click.option(
+    "--size", default=None, callback=parse_size, help=f"stretch: the one fixed size, e.g. 1024x1024 ({BOUND})."
+)
 @click.option(
     "--jpeg-fraction",
     type=click.FloatRange(0, 1),
@@ -133,7 +168,9 @@ def _progress(label: str):
     default=None,
     help="Write here instead of the cache (must be new or empty).",
 )
-@click.option("--workers", type=click.IntRange(1), default=None, help="Processes to use (default: all cores).")
+@click.option(
+    "--workers", type=click.IntRange(1), default=None, help="Processes to use (default: all cores; at most 4 per core)."
+)
 def prep(
     source: Path | None,
     ops: tuple[str, ...],
@@ -172,9 +209,9 @@ def prep(
     geometry = Geometry(geometric[0] if geometric else "uncropped", portrait, landscape, square, size)
     jpeg = JpegInject(jpeg_fraction, jpeg_quality, seed) if "jpeg-inject" in ops else None
     plan = Plan(geometry, jpeg, fmt, background, caption_extension, allow_empty_captions)
-    result = prepare(
-        source, plan, cache_dir or settings.prepared_dir, out=out, workers=workers, progress=_progress(plan.name)
-    )
+    progress = _Progress(plan.name)
+    with _stoppable(progress):
+        result = prepare(source, plan, cache_dir or settings.prepared_dir, out=out, workers=workers, progress=progress)
     state = "reused" if result.reused else "prepared"
     click.echo(f"{state} {result.images} images ({plan.name}); manifest {result.manifest.name}", err=True)
     for warning in result.warnings:
@@ -183,18 +220,19 @@ def prep(
 
 
 @click.command("audit")
-@click.argument("dataset", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("dataset", required=False, type=click.Path(path_type=Path))
 @click.option("--caption-extension", default=".txt", show_default=True)
 @click.option(
     "--resolution",
     default=None,
     callback=parse_size,
-    help="Training resolution (e.g. 1024 or 832x1216): turns on upscale and bucket checks.",
+    help=f"Training resolution (e.g. 1024 or 832x1216; {BOUND}): turns on upscale and bucket checks.",
 )
 @click.option("--buckets/--no-buckets", default=True, show_default=True, help="Bucketing on (with --resolution).")
-@click.option("--min-bucket-reso", type=click.IntRange(1), default=Buckets().min_reso, show_default=True)
-@click.option("--max-bucket-reso", type=click.IntRange(1), default=Buckets().max_reso, show_default=True)
-@click.option("--bucket-reso-steps", type=click.IntRange(1), default=Buckets().reso_steps, show_default=True)
+# Plain ints: the library says what sd-scripts expects of them (and of the three together).
+@click.option("--min-bucket-reso", type=int, default=Buckets().min_reso, show_default=True)
+@click.option("--max-bucket-reso", type=int, default=Buckets().max_reso, show_default=True, help=f"At most {SIDES[1]}.")
+@click.option("--bucket-reso-steps", type=int, default=Buckets().reso_steps, show_default=True)
 @click.option("--bucket-no-upscale", is_flag=True)
 @click.option("--family", type=click.Choice(list(CHECKPOINT_FAMILIES)), default="sd15", show_default=True)
 @click.option("--allow-empty-captions", is_flag=True, help="Report images without a caption as a warning only.")
@@ -228,11 +266,12 @@ def audit(
     Example: gaze audit ~/data/fashion --resolution 832x1216 --max-bucket-reso 1216
     """
     from wrapper.dataset.audit import audit_dataset
+    from wrapper.errors import DatasetError
     from wrapper.settings import dataset_for, load_settings
 
     dataset = dataset_for(load_settings(), dataset)
-    from wrapper.errors import DatasetError
-
+    if report and not report.parent.is_dir():
+        raise DatasetError(f"{report}: cannot write the report: {report.parent} is not a folder")
     rules = (
         {
             "enabled": True,
@@ -244,16 +283,20 @@ def audit(
         if buckets
         else None
     )
-    result = audit_dataset(
-        dataset,
-        caption_extension=caption_extension,
-        resolution=resolution,
-        buckets=rules,
-        family=family,
-        allow_empty_captions=allow_empty_captions,
-    )
+    with _stoppable():
+        result = audit_dataset(
+            dataset,
+            caption_extension=caption_extension,
+            resolution=resolution,
+            buckets=rules,
+            family=family,
+            allow_empty_captions=allow_empty_captions,
+        )
     if report:
-        report.write_text(result.to_json() + "\n", encoding="utf-8")
+        try:
+            write_atomic(report, result.to_json() + "\n")
+        except OSError as exc:
+            raise DatasetError(f"{report}: cannot write the report: {exc.strerror or exc}") from exc
     if as_json:
         click.echo(result.to_json())
     else:

@@ -34,63 +34,26 @@ def _axes(text: str | None) -> tuple[str, ...]:
 @click.command("generate")
 @click.argument("words", nargs=-1, metavar="RUN_DIR... [KEY=V1,V2 ...]")
 @click.option("--grid", "grid_words", multiple=True, metavar="KEY=V1,V2", help=GRID_HELP)
-@click.option(
-    "--checkpoint",
-    "checkpoints",
-    multiple=True,
-    metavar="NAME",
-    help="LoRA file of the run: final (default), a step (1000 or step1000), a file name, or all. Repeatable.",
-)
-@click.option(
-    "--prompts",
-    "prompts_path",
-    type=click.Path(path_type=Path),
-    metavar="FILE",
-    help="Prompt file (default: the built-in set, recipes/prompts.txt; copy it to start your own).",
-)
-@click.option(
-    "--prompt",
-    "prompt_numbers",
-    multiple=True,
-    type=int,
-    metavar="N",
-    help="Only the N-th prompt of the file (1-based). Repeatable.",
-)
+@click.option("--checkpoint", "checkpoints", multiple=True, metavar="NAME",
+              help="LoRA file of the run: final (default), a step (1000 or step1000), a file name, or all. Repeatable.")
+@click.option("--prompts", "prompts_path", type=click.Path(path_type=Path), metavar="FILE",
+              help="Prompt file (default: the built-in set, recipes/prompts.txt; copy it to start your own).")
+@click.option("--prompt", "prompt_numbers", multiple=True, type=int, metavar="N",
+              help="Only the N-th prompt of the file (1-based). Repeatable.")
 @click.option("--seeds", default="1", show_default=True, metavar="S1,S2", help="Seeds; every image is seeded.")
 @click.option("--size", type=int, help="Image width and height in pixels (default 512 for SD1.5, 1024 for SDXL).")
-@click.option(
-    "--precision",
-    type=click.Choice(PRECISIONS),
-    help="Model precision (default fp32 for SD1.5, bf16 for SDXL; fp16 needs a GPU).",
-)
+@click.option("--precision", type=click.Choice(PRECISIONS),
+              help="Model precision (default fp32 for SD1.5, bf16 for SDXL; fp16 needs a GPU).")
 @click.option("--rows", metavar="AXES", help="Sheet row axes, outermost first (default steps,cfg,weight,seed).")
 @click.option("--cols", metavar="AXES", help="Sheet column axes (default sampler,negative,source).")
-@click.option(
-    "--thumb",
-    type=click.IntRange(32, 1024),
-    default=256,
-    show_default=True,
-    help="Largest side of an image on a contact sheet, in pixels.",
-)
-@click.option(
-    "--batch-size",
-    type=click.IntRange(1, 64),
-    default=1,
-    show_default=True,
-    help="Images per gen_img.py batch (same steps, CFG and weight).",
-)
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(path_type=Path),
-    help="Output folder (default: a new <first run>/generations/<UTC stamp>-<hex>/).",
-)
-@click.option(
-    "--sd-scripts",
-    "sd_scripts",
-    metavar="DIR",
-    help="sd-scripts checkout (default: $SD_SCRIPTS_DIR, then vendor/sd-scripts).",
-)
+@click.option("--thumb", type=click.IntRange(32, 1024), default=256, show_default=True,
+              help="Largest side of an image on a contact sheet, in pixels.")
+@click.option("--batch-size", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Images per gen_img.py batch (same steps, CFG and weight).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path),
+              help="Output folder (default: a new <first run>/generations/<UTC stamp>-<hex>/).")
+@click.option("--sd-scripts", "sd_scripts", metavar="DIR",
+              help="sd-scripts checkout (default: $SD_SCRIPTS_DIR, then vendor/sd-scripts).")
 @click.option("--yes", is_flag=True, help="Render even when the grid has more than 100 images.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and the gen_img.py commands; run nothing.")
 @click.option("--quiet", "-q", is_flag=True, help="Show progress only, not gen_img.py's own output.")

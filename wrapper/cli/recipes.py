@@ -22,16 +22,21 @@ def current_registry(settings=None):
 
 def checkout_or_table(sd_scripts: str | None, use_table: bool):
     """The sd-scripts checkout to check against, or None for the committed table."""
-    from wrapper.kohya.checkout import find_checkout
+    from wrapper.kohya.checkout import find_checkout, missing_train_extra
 
     if use_table:
         return None
     try:
-        return find_checkout(sd_scripts)
+        checkout = find_checkout(sd_scripts)
     except TrainerNotFound:
         if sd_scripts or os.environ.get("SD_SCRIPTS_DIR"):
             raise
         return None
+    if (missing := missing_train_extra()) is not None:
+        click.secho(f"warning: {missing}; checking against the committed sd-scripts table instead", fg="yellow",
+                    err=True)
+        return None
+    return checkout
 
 
 sd_scripts_option = click.option(
@@ -102,9 +107,7 @@ def show(recipe: str, as_json: bool) -> None:
 
 @click.command("config")
 @click.argument("recipe")
-@click.option(
-    "--out", "out_dir", required=True, type=click.Path(path_type=Path), help="New or empty directory."
-)
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="New or empty directory.")
 @click.option("--dataset", metavar="DIR", help="Image folder (default: settings).")
 @click.option("--model", metavar="PATH", help="Base checkpoint (default: settings).")
 @sd_scripts_option
@@ -140,22 +143,24 @@ def config(
 
 @click.command("validate")
 @click.argument("config_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--script", type=click.Choice(["sd15", "sdxl", "train_network.py", "sdxl_train_network.py"]),
+              help="Check against this trainer's rules (default: gaze's header, else the model's family, else "
+                   "SDXL-only arguments).")
 @sd_scripts_option
 @table_option
-def validate(config_dir: Path, sd_scripts: str | None, use_table: bool) -> None:
+def validate(config_dir: Path, script: str | None, sd_scripts: str | None, use_table: bool) -> None:
     """Check a folder of sd-scripts configs (dataset.toml, config.toml, sample_prompts.txt).
 
-    Example: gaze validate configs/nobucket
+    Example: gaze validate configs/nobucket --script sdxl
     """
     from wrapper.errors import collect
     from wrapper.kohya.configs import validate_dir
 
     checkout = checkout_or_table(sd_scripts, use_table)
-    collect(
-        validate_dir(config_dir, checkout=checkout), ConfigError, f"{config_dir} is not valid for sd-scripts"
-    )
+    checked_as, problems = validate_dir(config_dir, checkout=checkout, script=script)
+    collect(problems, ConfigError, f"{config_dir} is not valid for sd-scripts (checked as {checked_as})")
     against = f"sd-scripts at {checkout}" if checkout else "the committed sd-scripts v0.10.1 table"
-    click.echo(f"{config_dir}: valid (checked against {against})")
+    click.echo(f"{config_dir}: valid for {checked_as}, checked against {against}")
 
 
 COMMANDS = [list_recipes, show, config, validate]

@@ -19,13 +19,10 @@ smoothing_option = click.option(
 
 def _run_path(text: str) -> Path:
     """A path as given, or a recipe folder under the configured runs dir (gaze report sd15-standard)."""
-    path = Path(text)
-    if path.exists():
-        return path
+    from wrapper.runs.layout import find_run
     from wrapper.settings import load_settings
 
-    candidate = load_settings().runs_dir / text
-    return candidate if candidate.exists() else path
+    return find_run(text, load_settings().runs_dir)
 
 
 def _echo_written(paths: list[Path]) -> None:
@@ -68,13 +65,8 @@ def report(run_dirs: tuple[str, ...], smoothing: float, quiet: bool) -> None:
 
 @click.command("compare")
 @click.argument("run_dirs", nargs=-1, required=True, metavar="RUN_DIR...")
-@click.option(
-    "--out",
-    "-o",
-    "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder for comparison.html, comparison.md and plots/ [default: comparisons/<UTC time>].",
-)
+@click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for comparison.html, comparison.md and plots/ [default: comparisons/<UTC time>].")
 @smoothing_option
 def compare(run_dirs: tuple[str, ...], out_dir: Path | None, smoothing: float) -> None:
     """Compare runs: overlaid smoothed curves, differing parameters, verdicts, sample grids.

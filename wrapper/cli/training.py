@@ -9,6 +9,7 @@ import click
 
 from wrapper.cli.recipes import current_registry
 from wrapper.kohya.logs import parse_progress
+from wrapper.recipe import FAMILIES
 
 
 class ProgressPrinter:
@@ -66,13 +67,14 @@ def run_options(f):
 
 def _requests(specs: list[str], dataset, model, runs_dir, gpus, threads, sd_scripts) -> list:
     """(spec, recipe, RunRequest) for each spec, every name and path checked before any run starts."""
-    from wrapper.kohya.checkout import find_checkout
+    from wrapper.kohya.checkout import find_checkout, require_train_extra
     from wrapper.runs.train import request_for
     from wrapper.settings import load_settings
 
     settings = load_settings()
     registry = current_registry(settings)
     checkout = find_checkout(sd_scripts)
+    require_train_extra()
     recipes = [registry.resolve(spec) for spec in specs]
     return [
         (spec, recipe, request_for(recipe, settings, checkout, dataset=dataset, model=model, runs_dir=runs_dir,
@@ -82,6 +84,8 @@ def _requests(specs: list[str], dataset, model, runs_dir, gpus, threads, sd_scri
 
 
 def _report_outcome(outcome) -> None:
+    from wrapper.runs.layout import log_tail
+
     s = outcome.status
     color = {"succeeded": "green", "interrupted": "yellow"}.get(s.state, "red")
     click.secho(f"{s.state}: {outcome.run_dir} ({outcome.duration_s:.0f} s)", fg=color)
@@ -90,7 +94,7 @@ def _report_outcome(outcome) -> None:
     if outcome.failure:
         f = outcome.failure
         click.echo(f"failure class: {f.kind}\nevidence: {f.evidence}\nsuggestion: {f.suggestion}")
-        tail = (outcome.run_dir / "train.log").read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
+        tail = log_tail(outcome.run_dir)
         click.echo("log tail:\n  " + "\n  ".join(tail))
     if s.state != "succeeded":
         raise SystemExit(1 if s.state == "failed" else 130)
@@ -162,22 +166,17 @@ def sweep(base: str, modifiers: tuple[str, ...], **options) -> None:
 
 
 @click.command("demo")
-@click.option("--family", type=click.Choice(["sd15", "sdxl"]), default="sd15", show_default=True)
+@click.option("--family", type=click.Choice(FAMILIES), default="sd15", show_default=True)
 @click.option("--runs-dir", metavar="DIR", default="runs", show_default=True)
-@click.option(
-    "--cache-dir",
-    metavar="DIR",
-    default=".cache/demo",
-    show_default=True,
-    help="Where the random-weight model, tokenizers and synthetic dataset are built.",
-)
+@click.option("--cache-dir", metavar="DIR", default=".cache/demo", show_default=True,
+              help="Where the random-weight model, tokenizers and synthetic dataset are built.")
 @click.option("--sd-scripts", "sd_scripts", metavar="DIR", help="sd-scripts checkout.")
 def demo(family: str, runs_dir: str, cache_dir: str, sd_scripts: str | None) -> None:
     """Run the whole job offline: random-weight model, synthetic photos, a short real training, a report.
 
     Example: gaze demo --family sdxl
     """
-    from wrapper.demo.synth import ensure_demo_assets
+    from wrapper.demo.assets import ensure_demo_assets
     from wrapper.kohya.checkout import ensure_checkout
     from wrapper.runs.train import RunRequest, start_run
 

@@ -17,12 +17,23 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from wrapper.dataset.images import SD_SCRIPTS_SUFFIXES, Probe, probe
-from wrapper.dataset.scan import MANIFEST, Folder, cpu_count, read_caption, scan
+from wrapper.dataset.images import MAX_SIDE, SD_SCRIPTS_SUFFIXES, Probe, probe, quiet_bomb_warnings, size_problems
+from wrapper.dataset.scan import (
+    MANIFEST,
+    Folder,
+    caption_extension_problem,
+    cpu_count,
+    is_regular,
+    read_caption,
+    scan,
+    shown,
+)
 from wrapper.dataset.tokens import LIMITS, count_tokens, required_max_token_length
-from wrapper.errors import DatasetError, did_you_mean
-from wrapper.kohya.buckets import BucketRules, bucket_rules, place
+from wrapper.errors import DatasetError, collect, did_you_mean
+from wrapper.kohya.buckets import BucketRules, adjust_limits, bucket_rules, place
 from wrapper.kohya.models import CHECKPOINT_FAMILIES
+from wrapper.kohya.render import SCRIPTS
+from wrapper.kohya.rules import MIN_BUCKET_STEP
 
 Size = tuple[int, int]
 # Named aspect ratios for the histogram (width:height); each image goes to the nearest one.
@@ -79,7 +90,7 @@ class AuditReport:
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        data["path"] = str(self.path)
+        data["path"] = shown(self.path)
         data["max_tokens"] = self.max_tokens
         data["required_max_token_length"] = self.required_max_token_length()
         data["over"] = {str(limit): [c.file for c in self.over(limit)] for limit in LIMITS}
@@ -110,15 +121,22 @@ def audit_dataset(
     """Audit the dataset at `path` as sd-scripts would read it (one subset per folder).
 
     `resolution` (width, height) enables the upscale and bucket checks; `buckets` holds the
-    bucket settings (a mapping or the recipe's Buckets), None meaning buckets off.
+    bucket settings (a mapping or the recipe's Buckets), None meaning buckets off. Settings
+    sd-scripts would refuse are refused before anything is read.
     """
     if family not in CHECKPOINT_FAMILIES:  # all use the same CLIP BPE, so counts are the same
         raise DatasetError(
-            f"model family {family!r} is not one of {', '.join(CHECKPOINT_FAMILIES)}{did_you_mean(family, CHECKPOINT_FAMILIES)}"
+            f"model family {family!r} is not one of {', '.join(CHECKPOINT_FAMILIES)}"
+            + did_you_mean(family, CHECKPOINT_FAMILIES)
         )
+    rules = bucket_rules(buckets)
+    problems = setting_problems(resolution, rules, family)
+    problems += filter(None, [caption_extension_problem(caption_extension)])
+    if len(problems) == 1:
+        raise DatasetError(problems[0])
+    collect(problems, DatasetError, "invalid audit settings")
     path = Path(path)
     folder = scan(path, caption_extension)
-    rules = bucket_rules(buckets)
     images = _images(folder, resolution, rules, workers)
     captions, caption_problems, caption_warnings = _captions(folder, allow_empty_captions)
     groups = defaultdict(list)
@@ -127,12 +145,13 @@ def audit_dataset(
             groups[info.sha256].append(info.file)
     duplicates = tuple(tuple(files) for files in groups.values() if len(files) > 1)
     problems = [f"{i.file}: {i.error}" for i in images if i.error] + caption_problems
+    problems += [f"{name}: the name is not valid UTF-8; rename it (e.g. with convmv)" for name in folder.bad_names]
     problems += [
         f"{i.file}: {i.size[0]}x{i.size[1]} is smaller than one bucket step; sd-scripts fails on it"
         for i in images
         if i.bucket and 0 in i.bucket
     ]
-    gone = sorted(f for f in _manifest_hashes(path) if not (path / f).is_file())
+    gone = sorted(f for f in _manifest_hashes(path) if not is_regular(path / f))
     if gone:
         problems.append(f"{len(gone)} file(s) listed in {MANIFEST} are missing: {', '.join(gone)}")
     if not folder.items:
@@ -154,6 +173,50 @@ def audit_dataset(
     return replace(report, warnings=tuple(warnings))
 
 
+def setting_problems(resolution: Size | None, rules: BucketRules, family: str = "sd15") -> list[str]:
+    """What sd-scripts would assert on (or divide by zero over) in a resolution and bucket settings.
+
+    Sources: train_util `BaseDataset.adjust_min_max_bucket_reso_by_steps` (limits rounded to the
+    step, then min <= resolution <= max), `BucketManager.__init__`, `model_util.make_bucket_resolutions`
+    (a step of 0 or a min rounded down to 0 divides by zero) and `verify_bucket_reso_steps`.
+    """
+    problems = size_problems("resolution", None if resolution is None else tuple(resolution))
+    if not rules.enabled:
+        return problems
+    steps, low, high = rules.reso_steps, rules.min_reso, rules.max_reso
+    for name, value in (("bucket_reso_steps", steps), ("min_bucket_reso", low), ("max_bucket_reso", high)):
+        if type(value) is not int or value < 1:
+            problems.append(f"{name} = {value!r}: expected a whole number of pixels >= 1")
+    if problems:
+        return problems
+    script = SCRIPTS.get(family, "train_network.py")
+    if steps % MIN_BUCKET_STEP[script]:
+        problems.append(f"bucket_reso_steps = {steps}: {script} asserts it is divisible by {MIN_BUCKET_STEP[script]}")
+    if high > MAX_SIDE:
+        problems.append(f"max_bucket_reso = {high}: expected at most {MAX_SIDE}")
+    if low > high:
+        return [*problems, f"min_bucket_reso = {low} is above max_bucket_reso = {high}: sd-scripts asserts min <= max"]
+    lo, hi = adjust_limits(rules)
+    if lo == 0 and not rules.no_upscale:
+        problems.append(
+            f"min_bucket_reso = {low} rounds down to 0 (a multiple of bucket_reso_steps = {steps}) and sd-scripts "
+            f"divides by it; expected at least {steps}"
+        )
+    if resolution is not None:
+        (w, h), up, down = resolution, f" (rounded up to {hi})" if hi != high else "", f" (rounded to {lo})"
+        if max(w, h) > hi:
+            problems.append(
+                f"resolution {w}x{h} is larger than max_bucket_reso = {high}{up}: sd-scripts asserts the longer "
+                "side fits; raise max_bucket_reso or lower the resolution"
+            )
+        if min(w, h) < lo:
+            problems.append(
+                f"resolution {w}x{h} is smaller than min_bucket_reso = {low}{down if lo != low else ''}: "
+                "sd-scripts asserts the shorter side reaches it; lower min_bucket_reso or raise the resolution"
+            )
+    return problems
+
+
 def _images(folder: Folder, resolution: Size | None, rules: BucketRules, workers: int | None) -> list[ImageInfo]:
     from PIL import Image
 
@@ -169,9 +232,11 @@ def _images(folder: Folder, resolution: Size | None, rules: BucketRules, workers
             return ImageInfo(rel, digest, error="empty file (0 bytes)")
         try:
             info: Probe = probe(data, decode=vouched.get(rel) != digest)
+        except Image.DecompressionBombError as exc:
+            return ImageInfo(rel, digest, error=f"too large: {exc}")
         except OSError as exc:  # includes Pillow's UnidentifiedImageError
             return ImageInfo(rel, digest, error=_decode_error(exc))
-        except (ValueError, SyntaxError, EOFError, struct.error, Image.DecompressionBombError) as exc:
+        except (ValueError, SyntaxError, EOFError, struct.error) as exc:
             return ImageInfo(rel, digest, error=f"cannot decode ({exc})")
         bucket, upscaled = None, False
         if resolution:
@@ -179,7 +244,7 @@ def _images(folder: Folder, resolution: Size | None, rules: BucketRules, workers
             bucket, upscaled = placement.bucket, placement.upscaled
         return ImageInfo(rel, digest, info.size, info.format, info.mode, info.orientation, info.alpha, bucket, upscaled)
 
-    with ThreadPoolExecutor(workers or cpu_count()) as pool:
+    with quiet_bomb_warnings(), ThreadPoolExecutor(workers or cpu_count()) as pool:
         return list(pool.map(one, [item.image for item in folder.items]))
 
 
@@ -193,9 +258,11 @@ def _decode_error(exc: OSError) -> str:
 
 def _manifest_hashes(root: Path) -> dict[str, str]:
     """file -> sha256 from a gaze manifest in `root`, if there is a readable one."""
+    if not is_regular(root / MANIFEST):  # a pipe would block the read forever
+        return {}
     try:
         files = json.loads((root / MANIFEST).read_text(encoding="utf-8"))["files"]
-        return {f["file"]: f["sha256"] for f in files}
+        return {f["file"]: f["sha256"] for f in files if isinstance(f["file"], str)}
     except (OSError, ValueError, KeyError, TypeError):
         return {}
 
@@ -260,6 +327,7 @@ def _image_warnings(folder: Folder, report: AuditReport) -> list[str]:
     for group in report.duplicates:
         notes.append(f"identical files: {', '.join(group)}")
     note(list(folder.orphans), "caption(s) without an image")
+    notes += folder.notes()
     note(list(folder.ignored), "other file(s), ignored")
     return notes
 
@@ -299,7 +367,7 @@ def render_text(report: AuditReport, width: int = 100, per_image: bool = False) 
         setup.append(f"resolution {report.resolution[0]}x{report.resolution[1]}")
         setup.append("buckets on" if report.buckets else "buckets off")
     lines = [
-        f"audit of {report.path} ({', '.join(setup)})",
+        f"audit of {shown(report.path)} ({', '.join(setup)})",
         f"  images {len(report.images)} ({len(report.images) - len(ok)} unreadable), "
         f"captions {len(report.captions)}, longest caption {report.max_tokens} tokens, "
         f"max_token_length needed: {need or 'no (75 is enough)'}",

@@ -8,6 +8,9 @@ resampled with LANCZOS. Pillow is imported inside the functions so `gaze --help`
 from __future__ import annotations
 
 import io
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -24,6 +27,14 @@ EXTENSION = {"webp": ".webp", "png": ".png", "bmp": ".bmp", "jpeg": ".jpg"}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 # Its glob is case-sensitive: only these spellings are found.
 SD_SCRIPTS_SUFFIXES = frozenset(IMAGE_SUFFIXES) | {s.upper() for s in IMAGE_SUFFIXES}
+# Image formats it skips (AVIF and JPEG XL only with plugins gaze does not install): named, not ignored.
+OTHER_IMAGE_SUFFIXES = (
+    ".gif", ".tif", ".tiff", ".avif", ".jxl", ".heic", ".heif", ".jp2", ".j2k", ".jfif", ".jpe", ".ico",
+    ".tga", ".psd", ".ppm", ".pgm", ".pbm", ".pnm", ".pcx", ".dds", ".qoi", ".svg",
+)  # fmt: skip
+# The sizes gaze prepares and trains at, per side: 64 is one latent step (8 latent pixels) of SD's VAE;
+# 8192 is past any SD training resolution yet small enough that a mistyped size cannot exhaust memory.
+MIN_SIDE, MAX_SIDE = 64, 8192
 ALPHA_MODES = ("RGBA", "LA", "PA", "La", "RGBa")
 ROTATED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 WEBP_MAX_SIDE = 16383
@@ -48,6 +59,17 @@ class Geometry:
         if width == height:
             return self.square or self.portrait
         return self.portrait if height > width else self.landscape
+
+
+def size_problems(label: str, size: object) -> list[str]:
+    """A size must be two whole numbers of pixels, each MIN_SIDE..MAX_SIDE (None: not set)."""
+    if size is None:
+        return []
+    if not (isinstance(size, tuple | list) and len(size) == 2 and all(type(v) is int for v in size)):
+        return [f"{label} {size!r} is not a pair of whole numbers"]
+    if not all(MIN_SIDE <= v <= MAX_SIDE for v in size):
+        return [f"{label} {size[0]}x{size[1]}: each side must be {MIN_SIDE}..{MAX_SIDE} px"]
+    return []
 
 
 def centre_crop(width: int, height: int, target: Size) -> tuple[int, int, int, int]:
@@ -81,22 +103,55 @@ def orientation(img: Image.Image) -> int:
 
 
 def to_rgb(img: Image.Image, background: Size | tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
-    """8-bit RGB: alpha composited over `background`, 16-bit scaled down, CMYK/palette converted."""
+    """8-bit RGB: alpha and tRNS transparency composited over `background`, 16-bit scaled down,
+    CMYK/palette converted."""
     from PIL import Image
 
-    if img.mode == "RGB":
-        return img
     if img.mode.startswith("I"):  # 16-bit grey ("I;16*") or 32-bit int holding 16-bit values
-        import numpy as np
-
-        grey = np.asarray(img).astype(np.float64) / 257.0
-        img = Image.fromarray(np.clip(grey + 0.5, 0, 255).astype(np.uint8), "L")
+        img = _grey_to_8_bits(img)
     if has_alpha(img):
         rgba = img.convert("RGBA")
         flat = Image.new("RGB", rgba.size, tuple(background))
         flat.paste(rgba.convert("RGB"), mask=rgba.getchannel("A"))
         return flat
-    return img.convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
+def _grey_to_8_bits(img: Image.Image) -> Image.Image:
+    """8-bit grey from 16-bit grey, with alpha when a tRNS chunk names a transparent grey level
+    (Pillow's own conversions drop it)."""
+    import numpy as np
+    from PIL import Image
+
+    raw = np.asarray(img)
+    grey = Image.fromarray(np.clip(raw.astype(np.float64) / 257.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    key = img.info.get("transparency")
+    if not isinstance(key, int):
+        return grey
+    return Image.merge("LA", (grey, Image.fromarray(np.where(raw == key, 0, 255).astype(np.uint8), "L")))
+
+
+def check_pixels(img: Image.Image) -> None:
+    """Refuse what Pillow only warns about: more pixels than Image.MAX_IMAGE_PIXELS (its
+    decompression-bomb guard; it raises only past twice that)."""
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    w, h = img.size
+    if limit and w * h > limit:
+        raise Image.DecompressionBombError(
+            f"{w}x{h} = {w * h} pixels, over Pillow's limit of {limit} (a decompression-bomb guard); shrink it"
+        )
+
+
+@contextmanager
+def quiet_bomb_warnings() -> Iterator[None]:
+    """Silence Pillow's DecompressionBombWarning: check_pixels turns the same images into errors."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield
 
 
 def render(
@@ -106,11 +161,15 @@ def render(
 ) -> tuple[Image.Image, Size, bool]:
     """Decode `path` and apply `geometry`: (RGB image, oriented source size, upscaled?).
 
-    Raises OSError (or Pillow's errors) for unreadable, truncated or non-image files.
+    Raises OSError (or Pillow's errors) for unreadable, truncated or non-image files, and
+    Image.DecompressionBombError for images over Pillow's pixel limit.
     """
     from PIL import Image, ImageOps
 
     with Image.open(path) as img:
+        check_pixels(img)
+        if img.format != "JPEG":  # only JPEGs decode at reduced size; decode the rest before reading EXIF,
+            img.load()  # whose reader would otherwise load the pixels itself and swallow their errors
         orient = orientation(img)
         rotated = orient in ROTATED
         stored = img.size
@@ -165,18 +224,18 @@ class Probe:
 
 
 def has_alpha(img: Image.Image) -> bool:
-    return img.mode in ALPHA_MODES or (img.mode == "P" and "transparency" in img.info)
+    """An alpha channel, or a tRNS colour (palette, grey, 16-bit grey or RGB images)."""
+    return img.mode in ALPHA_MODES or "transparency" in img.info
 
 
 def probe(data: bytes, decode: bool = True) -> Probe:
-    """Read the header and, with `decode`, the whole image (JPEGs cheaply, at 1/8 scale) to
-    catch truncation and corruption."""
+    """Read the header and, with `decode`, the pixels exactly as sd-scripts' load_image does
+    (convert to RGB, copy into an array), so what fails there fails here."""
+    import numpy as np
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as img:
-        info = Probe(img.size, img.format or "?", img.mode, orientation(img), has_alpha(img))
-        if decode and img.format == "JPEG":
-            img.draft(None, (max(1, img.size[0] // 8), max(1, img.size[1] // 8)))
-        if decode:
-            img.load()
-    return info
+        check_pixels(img)
+        if decode:  # before reading EXIF: for PNG that would load the pixels and swallow their errors
+            np.asarray(img if img.mode == "RGB" else img.convert("RGB"), np.uint8)
+        return Probe(img.size, img.format or "?", img.mode, orientation(img), has_alpha(img))

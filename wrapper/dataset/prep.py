@@ -15,21 +15,32 @@ import json
 import os
 import re
 import shutil
+import stat
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from wrapper.dataset.images import FORMATS, IMAGE_SUFFIXES, Format, Geometry
-from wrapper.dataset.scan import MANIFEST, Folder, hash_files, read_caption, scan
-from wrapper.dataset.workers import Progress, RenderTask, render_all
+from wrapper.dataset.images import EXTENSION, FORMATS, IMAGE_SUFFIXES, Format, Geometry, size_problems
+from wrapper.dataset.scan import (
+    MANIFEST,
+    Folder,
+    caption_extension_problem,
+    hash_files,
+    is_regular,
+    read_caption,
+    scan,
+    shown,
+)
+from wrapper.dataset.workers import Progress, RenderTask, holding_signals, render_all, stopping_on_signals
 from wrapper.errors import DatasetError, collect
 from wrapper.recipe import Prep
 
 OP_VERSION = "gaze-prep-1"  # change whenever an operation's output changes, to invalidate caches
 GEOMETRIES = ("crop-orientation", "uncropped", "stretch")
 OPERATIONS = (*GEOMETRIES, "jpeg-inject")
+NAME_MAX = 255  # bytes in one file name: ext4, XFS, Btrfs, ZFS and tmpfs all stop there
 
 
 @dataclass(frozen=True)
@@ -71,9 +82,9 @@ class Plan:
         if g.kind not in GEOMETRIES:
             problems.append(f"operation {g.kind!r} is not one of {', '.join(GEOMETRIES)}")
         sizes = {"portrait": g.portrait, "landscape": g.landscape, "square": g.square, "stretch size": g.size}
-        for label, size in sizes.items():
-            if size is not None and not (len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
-                problems.append(f"{label} {size!r} is not a pair of positive integers")
+        used = {"crop-orientation": ("portrait", "landscape", "square"), "stretch": ("stretch size",)}
+        for label in used.get(g.kind, ()):
+            problems += size_problems(label, sizes[label])
         if g.kind == "stretch" and g.size is None:
             problems.append("stretch needs a size (stretch_to / --size WxH)")
         if self.jpeg and not 0 <= self.jpeg.fraction <= 1:
@@ -82,8 +93,7 @@ class Plan:
             problems.append(f"jpeg quality {self.jpeg.quality} is not between 1 and 100")
         if self.format not in FORMATS:
             problems.append(f"format {self.format!r} is not one of {', '.join(FORMATS)}")
-        if not re.fullmatch(r"\.[\w.-]+", self.caption_extension):
-            problems.append(f"caption extension {self.caption_extension!r} should look like '.txt'")
+        problems += filter(None, [caption_extension_problem(self.caption_extension)])
         if len(self.background) != 3 or not all(0 <= v <= 255 for v in self.background):
             problems.append(f"background {self.background!r} is not an RGB triple")
         collect(problems, DatasetError, "invalid preparation settings")
@@ -142,9 +152,20 @@ def prepare(
     workers: int | None = None,
     progress: Progress | None = None,
 ) -> PreparedDataset:
-    """Prepare `source` into `out` (default: a folder under `cache_dir` named by the key)."""
+    """Prepare `source` into `out` (default: a folder under `cache_dir` named by the key).
+
+    A stop signal (Ctrl-C, SIGTERM, SIGHUP) ends the workers, removes the staging folder and
+    raises workers.Interrupted.
+    """
     plan.check()
-    source = Path(source)
+    with stopping_on_signals():
+        return _prepare(Path(source), plan, Path(cache_dir), Path(out) if out else None, workers, progress)
+
+
+def _prepare(
+    source: Path, plan: Plan, cache_dir: Path, out: Path | None, workers: int | None, progress: Progress | None
+) -> PreparedDataset:
+    _check_target(out or cache_dir)  # before reading anything: a file in the way is a quick error
     folder = scan(source, plan.caption_extension)
     if not folder.items:
         raise DatasetError(f"{source}: no images ({', '.join(IMAGE_SUFFIXES)}, any case)")
@@ -152,13 +173,14 @@ def prepare(
     hashes = _hash_sources(folder)
     key = dataset_key(hashes, plan)
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", source.resolve().name).strip("-.") or "dataset"
-    target = Path(out) if out else Path(cache_dir) / f"{slug}-{plan.name}-{key[:16]}"
+    target = out or cache_dir / f"{slug}-{plan.name}-{key[:16]}"
+    _check_target(target)
     if target.resolve().is_relative_to(source.resolve()):
         raise DatasetError(f"{target}: the output must not be inside the source folder {source}")
     found = _existing(target, key)
     if found:
         return found
-    staging = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    staging = target.parent / f".{target.name[: NAME_MAX - 20]}.tmp-{uuid.uuid4().hex[:8]}"
     try:
         staging.mkdir(parents=True)
         entries, warnings = _write_all(folder, plan, hashes, captions, staging, workers, progress)
@@ -168,7 +190,7 @@ def prepare(
             "op_version": OP_VERSION,
             "operation": plan.name,
             "plan": plan.params(),
-            "source": str(source.resolve()),
+            "source": shown(source.resolve()),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "warnings": warnings,
             "files": entries,
@@ -178,7 +200,8 @@ def prepare(
     except OSError as exc:
         raise DatasetError(f"{target}: cannot write the prepared dataset: {exc.strerror or exc}") from exc
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        with holding_signals():  # a signal now must not cut the removal short; it is raised after
+            shutil.rmtree(staging, ignore_errors=True)
     return PreparedDataset(target, target / MANIFEST, key, len(folder.items), False, tuple(warnings))
 
 
@@ -192,9 +215,17 @@ def manifest_text(manifest: dict) -> str:
 def _check_inputs(folder: Folder, plan: Plan) -> dict[str, bytes]:
     """Caption bytes per image; raises listing every missing or unreadable caption and name clash."""
     problems, captions = [], {}
+    problems += [f"{name}: the name is not valid UTF-8; rename it (e.g. with convmv)" for name in folder.bad_names]
     outputs: dict[str, str] = {}
+    suffixes = [EXTENSION[plan.format], plan.caption_extension] + ([EXTENSION["jpeg"]] if plan.jpeg else [])
     for item in folder.items:
         base = item.image.rsplit(".", 1)[0]
+        copy = Path(base).name + max(suffixes, key=len)
+        if len(copy.encode()) > NAME_MAX:
+            problems.append(
+                f"{item.image}: its prepared copy {copy} would have a name of {len(copy.encode())} bytes, over "
+                f"the {NAME_MAX} file systems allow; shorten it"
+            )
         if base.lower() in outputs:  # lower: the output may land on a case-insensitive file system
             problems.append(f"{item.image} and {outputs[base.lower()]} would both become {base}.*")
         outputs[base.lower()] = item.image
@@ -234,20 +265,38 @@ def _hash_sources(folder: Folder) -> dict[str, str]:
     return hashes
 
 
+def _check_target(target: Path) -> None:
+    """Refuse an output folder that cannot be one: a file in its place or above it, a name too long."""
+    for path in (target, *target.parents):
+        try:
+            mode = os.stat(path).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # not there yet (or under a file: found further up)
+        except OSError as exc:
+            raise DatasetError(f"{shown(target)}: cannot be the output folder: {exc.strerror or exc}") from exc
+        if not stat.S_ISDIR(mode):
+            raise DatasetError(f"{shown(path)}: is a file, not a folder; cannot prepare into it")
+        return
+
+
 def _existing(target: Path, key: str) -> PreparedDataset | None:
     """The finished preparation at `target` if its key matches; an error if it holds anything else."""
     manifest = target / MANIFEST
-    if manifest.is_file():
+    if is_regular(manifest):
         try:
             data = json.loads(manifest.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise DatasetError(f"{manifest}: unreadable manifest ({exc}); delete {target}") from exc
+            files = [(f["file"], f["op"]) for f in data["files"]]
+            notes = data.get("warnings", [])
+            if not (isinstance(data["key"], str) and all(isinstance(t, str) for t in [n for n, _ in files] + notes)):
+                raise TypeError("the key, file names or warnings are not text")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise DatasetError(f"{manifest}: unreadable manifest ({exc!r}); delete {target}") from exc
         if data.get("key") == key:
-            missing = [f["file"] for f in data["files"] if not (target / f["file"]).is_file()]
+            missing = [name for name, _ in files if not is_regular(target / name)]
             if missing:
                 raise DatasetError(f"{target}: incomplete, {len(missing)} file(s) gone (e.g. {missing[0]}); delete it")
-            images = sum(1 for f in data["files"] if f["op"] != "caption")
-            return PreparedDataset(target, manifest, key, images, True, tuple(data.get("warnings", ())))
+            images = sum(1 for _, op in files if op != "caption")
+            return PreparedDataset(target, manifest, key, images, True, tuple(notes))
         raise DatasetError(
             f"{target}: holds a different preparation (key {data.get('key', '?')[:16]}); "
             "choose another output folder or delete it"
@@ -332,6 +381,7 @@ def _warnings(folder: Folder, empty: list[str], upscaled: list[str]) -> list[str
         notes.append(f"{len(upscaled)} image(s) smaller than the target, upscaled: {', '.join(upscaled)}")
     if folder.orphans:
         notes.append(f"{len(folder.orphans)} caption(s) without an image, not copied: {', '.join(folder.orphans)}")
+    notes += folder.notes()
     if folder.ignored:
         notes.append(f"{len(folder.ignored)} other file(s) ignored: {', '.join(folder.ignored)}")
     return notes

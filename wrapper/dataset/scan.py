@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import stat
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from wrapper.dataset.images import IMAGE_SUFFIXES
+from wrapper.dataset.images import IMAGE_SUFFIXES, OTHER_IMAGE_SUFFIXES
 from wrapper.errors import DatasetError
 
 MANIFEST = "gaze-manifest.json"
@@ -28,21 +30,63 @@ class Folder:
     orphans: tuple[str, ...]  # caption files with no image
     ignored: tuple[str, ...]  # anything else (hidden files and the manifest are skipped)
     near_captions: dict[str, str]  # image -> a caption whose extension differs only in case
+    unsupported: tuple[str, ...] = ()  # images in formats sd-scripts does not train on (.gif, .tiff...)
+    special: tuple[str, ...] = ()  # "name (named pipe)": not regular files, never opened
+    bad_names: tuple[str, ...] = ()  # names that are not UTF-8, shown with \x escapes (folders end in /)
+
+    def notes(self) -> list[str]:
+        """Warnings about files that are not trained on, shared by prep and audit."""
+        notes = []
+        if self.unsupported:
+            found = sorted({Path(f).suffix.lower() for f in self.unsupported})
+            notes.append(
+                f"{len(self.unsupported)} image(s) in a format sd-scripts does not train on ({', '.join(found)}; "
+                f"it trains on {', '.join(IMAGE_SUFFIXES)}), skipped with their captions: "
+                + ", ".join(self.unsupported)
+            )
+        if self.special:
+            notes.append(f"{len(self.special)} item(s) that are not regular files, skipped: {', '.join(self.special)}")
+        return notes
 
 
 def scan(root: Path, caption_extension: str = ".txt") -> Folder:
-    """List images (any case of a known suffix, in nested folders too) and their captions."""
-    if not root.is_dir():
-        raise DatasetError(f"{root}: {'not a folder' if root.exists() else 'does not exist'}")
+    """List images (any case of a known suffix, in nested folders too) and their captions.
+
+    Pipes, sockets and devices are set aside unopened (reading a pipe blocks forever); symlinks
+    to files are followed. Names that are not UTF-8 are set aside too: no manifest or report can
+    hold them.
+    """
+    root = Path(root)
+    try:
+        is_dir = stat.S_ISDIR(os.stat(root).st_mode)
+    except FileNotFoundError:
+        raise DatasetError(f"{root}: does not exist") from None
+    except OSError as exc:
+        raise DatasetError(f"{root}: cannot open: {exc.strerror or exc}") from exc
+    if not is_dir:
+        raise DatasetError(f"{root}: not a folder")
     items: list[Item] = []
     orphans: list[str] = []
     ignored: list[str] = []
     near: dict[str, str] = {}
+    unsupported, special, bad_names = [], [], []
     for folder, dirs, files in os.walk(root, onerror=_raise):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         rel = Path(folder).relative_to(root)
-        names = sorted(f for f in files if not f.startswith(".") and not (rel == Path() and f == MANIFEST))
-        stems = {Path(f).stem for f in names if Path(f).suffix.lower() in IMAGE_SUFFIXES}
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for d in [d for d in dirs if not _utf8(d)]:
+            bad_names.append(shown(rel / d) + "/")
+            dirs.remove(d)
+        names = []
+        for f in sorted(files):
+            if f.startswith(".") or (rel == Path() and f == MANIFEST):
+                continue
+            if not _utf8(f):
+                bad_names.append(shown(rel / f))
+            elif kind := _special(Path(folder) / f):
+                special.append(f"{(rel / f).as_posix()} ({kind})")
+            else:
+                names.append(f)
+        stems = {Path(f).stem for f in names if Path(f).suffix.lower() in IMAGE_SUFFIXES + OTHER_IMAGE_SUFFIXES}
         lower = {f.lower(): f for f in names}
         for name in names:
             path = (rel / name).as_posix()
@@ -52,12 +96,61 @@ def scan(root: Path, caption_extension: str = ".txt") -> Folder:
                 items.append(Item(path, (rel / caption).as_posix() if caption in names else None))
                 if caption not in names and caption.lower() in lower:
                     near[path] = (rel / lower[caption.lower()]).as_posix()
+            elif suffix.lower() in OTHER_IMAGE_SUFFIXES:
+                unsupported.append(path)
             elif name.endswith(caption_extension):
                 if name[: -len(caption_extension)] not in stems:
                     orphans.append(path)
             else:
                 ignored.append(path)
-    return Folder(root, tuple(items), tuple(orphans), tuple(ignored), near)
+    return Folder(
+        root, tuple(items), tuple(orphans), tuple(ignored), near, tuple(unsupported), tuple(special), tuple(bad_names)
+    )
+
+
+def caption_extension_problem(extension: str) -> str | None:
+    if not re.fullmatch(r"\.[\w.-]+", extension):
+        return f"caption extension {extension!r} should look like '.txt'"
+    return None
+
+
+def shown(path: str | os.PathLike) -> str:
+    """A path as text that can be printed and written as UTF-8: undecodable bytes become \\xNN."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def is_regular(path: Path) -> bool:
+    """True for a regular file (or a link to one); False for pipes, devices, folders and errors."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")  # os.walk decodes undecodable bytes to lone surrogates, which fail here
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _special(path: Path) -> str | None:
+    """What a directory entry is when it is not a regular file; None for files and unreadable entries
+    (a dangling link is reported as unreadable when it is read)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISFIFO(mode):
+        return "named pipe"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    return "not a regular file"
 
 
 def image_folders(root: Path) -> tuple[Path, ...]:
@@ -66,7 +159,7 @@ def image_folders(root: Path) -> tuple[Path, ...]:
 
 
 def _raise(error: OSError) -> None:
-    raise DatasetError(f"{error.filename}: cannot list folder: {error.strerror}")
+    raise DatasetError(f"{shown(error.filename)}: cannot list folder: {error.strerror}")
 
 
 def read_caption(data: bytes) -> tuple[str, int]:

@@ -1,22 +1,92 @@
 """Render images on every core: one task per image, results or per-file errors back.
 
 Workers write straight into the staging folder, so only small dicts cross process borders.
+Stop signals (Ctrl-C, SIGTERM, SIGHUP) reach the main process as `Interrupted`; it ends the
+workers itself (they ignore Ctrl-C, so a terminal's Ctrl-C does not print a traceback per worker).
 """
 
 from __future__ import annotations
 
 import errno
 import hashlib
+import multiprocessing
+import signal
 import struct
-from collections.abc import Callable
+import threading
+import warnings
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from wrapper.dataset.images import Format, Geometry, encode, encode_jpeg, render
+from wrapper.dataset.images import Format, Geometry, encode, encode_jpeg, quiet_bomb_warnings, render
 from wrapper.dataset.scan import cpu_count
 
 Progress = Callable[[int, int], None]
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+WORKERS_PER_CORE = 4  # more processes than this only cost memory
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop signal arrived; the work was stopped and its unfinished output removed.
+
+    A KeyboardInterrupt, so `except Exception` in any library on the way cannot swallow it.
+    """
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(f"interrupted by {signal.Signals(signum).name}: stopped, unfinished output removed")
+
+
+class _Stop:
+    """The stop signal being handled (one per process)."""
+
+    signum: int | None = None
+    raised = False
+    holding = 0
+    installed = False
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    if _Stop.signum is None:
+        _Stop.signum = signum
+    if not _Stop.holding and not _Stop.raised:
+        _Stop.raised = True
+        raise Interrupted(signum)
+
+
+@contextmanager
+def stopping_on_signals() -> Iterator[None]:
+    """Raise Interrupted in the main thread at the first SIGINT, SIGTERM or SIGHUP; later ones are
+    ignored while cleaning up. Signals the caller ignores (nohup) stay ignored. Nests."""
+    if _Stop.installed or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+    _Stop.signum, _Stop.raised, _Stop.holding, _Stop.installed = None, False, 0, True
+    try:
+        for s, handler in previous.items():
+            if handler is not signal.SIG_IGN:
+                signal.signal(s, _on_signal)
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        _Stop.installed = False
+
+
+@contextmanager
+def holding_signals() -> Iterator[None]:
+    """Let a cleanup run to its end: a stop signal arriving meanwhile is raised when it is done."""
+    _Stop.holding += 1
+    try:
+        yield
+    finally:
+        _Stop.holding -= 1
+    if _Stop.installed and _Stop.signum is not None and not _Stop.raised and not _Stop.holding:
+        _Stop.raised = True
+        raise Interrupted(_Stop.signum)
 
 
 @dataclass(frozen=True)
@@ -45,9 +115,11 @@ def render_task(task: RenderTask) -> dict:
             data, ext = encode_jpeg(img, task.jpeg_quality), ".jpg"
     except Image.UnidentifiedImageError:
         return {"error": f"{task.rel}: not an image Pillow can read"}
+    except Image.DecompressionBombError as exc:
+        return {"error": f"{task.rel}: too large: {exc}"}
     except OSError as exc:
         return {"error": f"{task.rel}: truncated, corrupt or unreadable ({exc.strerror or exc})"}
-    except (ValueError, SyntaxError, EOFError, struct.error, Image.DecompressionBombError) as exc:
+    except (ValueError, SyntaxError, EOFError, struct.error) as exc:
         return {"error": f"{task.rel}: cannot decode ({exc})"}
     name = task.out_base + ext
     try:
@@ -69,25 +141,58 @@ def render_task(task: RenderTask) -> dict:
 
 def render_all(tasks: list[RenderTask], workers: int | None, progress: Progress | None) -> list[dict]:
     """Render all tasks on every core (in this process when there is one task or one worker)."""
-    workers = min(workers or cpu_count(), len(tasks))
+    workers = min(workers or cpu_count(), len(tasks), WORKERS_PER_CORE * cpu_count())
     results: list[dict | None] = [None] * len(tasks)
-    if workers <= 1:
-        for i, task in enumerate(tasks):
-            results[i] = render_task(task)
-            if progress:
-                progress(i + 1, len(tasks))
-            if results[i].get("fatal"):
-                break
-        return [r for r in results if r is not None]
-    pool = ProcessPoolExecutor(workers)
-    try:
-        futures = {pool.submit(render_task, task): i for i, task in enumerate(tasks)}
-        for done, future in enumerate(as_completed(futures), 1):
-            results[futures[future]] = future.result()
-            if progress:
-                progress(done, len(tasks))
-            if results[futures[future]].get("fatal"):
-                break
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    with quiet_bomb_warnings():
+        if workers <= 1:
+            for i, task in enumerate(tasks):
+                results[i] = render_task(task)
+                if progress:
+                    progress(i + 1, len(tasks))
+                if results[i].get("fatal"):
+                    break
+            return [r for r in results if r is not None]
+        before = set(multiprocessing.active_children())
+        pool = ProcessPoolExecutor(workers, initializer=_worker_setup)
+        finished = False
+        try:
+            futures = {pool.submit(render_task, task): i for i, task in enumerate(tasks)}
+            for done, future in enumerate(as_completed(futures), 1):
+                results[futures[future]] = future.result()
+                if progress:
+                    progress(done, len(tasks))
+                if results[futures[future]].get("fatal"):
+                    break
+            finished = all(r is not None for r in results)
+        finally:
+            with holding_signals():
+                _close(pool, [p for p in multiprocessing.active_children() if p not in before], finished)
     return [r for r in results if r is not None]
+
+
+def _worker_setup() -> None:
+    """In each worker: the default end on SIGTERM/SIGHUP (not the parent's handler, which a fork
+    copies), Ctrl-C left to the parent, Pillow's bomb warnings off (the size check reports them)."""
+    from PIL import Image
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+
+
+def _close(pool: ProcessPoolExecutor, processes: list, finished: bool) -> None:
+    """Shut the pool down: politely when every task is done, else end the workers at once (they
+    may be writing into the staging folder that is about to be removed) and wait for them."""
+    if finished:
+        pool.shutdown(wait=True)
+        return
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(5)
+        if process.is_alive():
+            process.kill()
+            process.join()
+    pool.shutdown(wait=True)

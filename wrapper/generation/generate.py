@@ -20,7 +20,8 @@ from wrapper.files import write_json
 from wrapper.generation.checkpoints import Source, find_sources
 from wrapper.generation.grid import Grid
 from wrapper.generation.prompts import BUILTIN_PROMPTS, Prompt, prompt_id, read_prompts
-from wrapper.kohya.gen_img import PRECISIONS, format_number, gen_img_argv, prompt_line
+from wrapper.kohya.gen_img import PRECISIONS, gen_img_argv, prompt_line
+from wrapper.kohya.prompt_lines import format_number
 from wrapper.kohya.samplers import resolve_sampler
 from wrapper.runs import layout as runs
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from wrapper.errors import ConfigError, collect, did_you_mean
-from wrapper.kohya.gen_img import format_number
+from wrapper.kohya.prompt_lines import format_number
 from wrapper.kohya.samplers import resolve_sampler
 
 GRID_KEYS = ("sampler", "steps", "cfg", "negative", "weight")

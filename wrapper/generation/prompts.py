@@ -6,8 +6,9 @@
     studio portrait, white background --n text    <- a prompt with its own negative prompt
 
 Steps, CFG, seed and sampler come from the grid, never from the file. Text that sd-scripts'
-gen_img.py would read as something else is an error with its line and column: " --" other than
-one " --n" (an option), "{" or "}" (dynamic prompt variants) and " AND " (regional prompts).
+gen_img.py would read as something else (wrapper.kohya.prompt_lines.text_problems: " --" other
+than one " --n", "{" or "}" of dynamic prompts, " AND " of regional prompts) is an error with its
+line and column.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wrapper.errors import ConfigError, collect
+from wrapper.kohya.prompt_lines import GEN_IMG, SEPARATOR, text_problems
 
 BUILTIN_PROMPTS = Path(__file__).resolve().parents[2] / "recipes" / "prompts.txt"
 DIRECTIVE = "negative:"
-OPTION = " --"
-NEGATIVE_OPTION = " --n "
+NEGATIVE_OPTION = SEPARATOR + "n "
+OPTION_HINT = "only one ' --n NEGATIVE' may follow the prompt; steps, CFG, seed and sampler come from the grid"
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,7 @@ def parse_prompts(text: str, source: str = "<prompts>") -> list[Prompt]:
         where = f"{source}:{number}"
         if stripped[: len(DIRECTIVE)].lower() == DIRECTIVE:
             body = stripped[len(DIRECTIVE) :]
-            start = indent + len(DIRECTIVE) + (len(body) - len(body.lstrip()))
-            problems += _check_text(body.strip(), where, start, "negative prompt")
+            problems += _check_text(body, where, indent + len(DIRECTIVE), "negative prompt")
             negative = body.strip()
             continue
         problems += _check_directive_typo(stripped, where, indent)
@@ -88,9 +89,6 @@ def _split_line(line: str, where: str, indent: int) -> tuple[str, str | None, li
         cut = len(line) - len(NEGATIVE_OPTION.rstrip())
     prompt = line if cut < 0 else line[:cut]
     problems += _check_text(prompt, where, indent, "prompt")
-    if " AND " in prompt:
-        column = indent + prompt.index(" AND ") + 2
-        problems.append(f"{where}:{column}: ' AND ' makes gen_img.py split the prompt into regions; write 'and'")
     if cut < 0:
         return prompt.strip(), None, problems
     start = cut + len(NEGATIVE_OPTION)
@@ -102,23 +100,12 @@ def _split_line(line: str, where: str, indent: int) -> tuple[str, str | None, li
 
 
 def _check_text(text: str, where: str, offset: int, what: str) -> list[str]:
-    """Problems with text gen_img.py would not read as plain words (0-based offset of text in line)."""
+    """Problems of a text (stripped here) that gen_img.py would read differently; `offset`: its 0-based column."""
+    lead = len(text) - len(text.lstrip())
     problems = []
-    position = text.find(OPTION)
-    while position >= 0:
-        column = offset + position + 2
-        word = text[position + 1 :].split(" ", 1)[0]
-        hint = (
-            "only one ' --n NEGATIVE' may follow the prompt"
-            if word == "--n"
-            else "steps, CFG, seed and sampler come from the grid; only ' --n NEGATIVE' may follow the prompt"
-        )
-        problems.append(f"{where}:{column}: unexpected option {word!r} in the {what}: {hint}")
-        position = text.find(OPTION, position + 1)
-    for brace in "{}":
-        if brace in text:
-            column = offset + text.index(brace) + 1
-            problems.append(f"{where}:{column}: {brace!r} in the {what} starts a gen_img.py dynamic prompt; remove it")
+    for p in text_problems(text.strip(), negative=what != "prompt", reader=GEN_IMG):
+        hint = f"; {OPTION_HINT}" if p.kind == "option" else ""
+        problems.append(f"{where}:{offset + lead + p.at + 1}: the {what} {p.message}{hint}")
     return problems
 
 

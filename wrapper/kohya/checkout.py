@@ -7,7 +7,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-from wrapper.errors import TrainerNotFound
+from wrapper.errors import TrainerNotFound, TrainExtraMissing
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PIN_FILE = PROJECT_ROOT / "vendor" / "sd-scripts.pin"
@@ -52,6 +52,28 @@ def trainer_env(checkout: Path, base: dict[str, str] | None = None) -> dict[str,
         PYTHONWARNINGS="ignore::SyntaxWarning",
     )  # v0.10.1's deepspeed_utils trips one at import
     return env
+
+
+#: What sd-scripts imports before it can answer anything (its requirements.txt, the `train` extra).
+TRAIN_MODULES = ("torch", "accelerate", "transformers", "diffusers", "safetensors", "voluptuous", "toml", "einops")
+
+
+def missing_train_extra() -> TrainExtraMissing | None:
+    """The error to raise when the trainer's Python lacks the train extra, else None (nothing is imported)."""
+    import importlib.util
+
+    missing = [m for m in TRAIN_MODULES if importlib.util.find_spec(m) is None]
+    if not missing:
+        return None
+    return TrainExtraMissing(
+        f"the packages sd-scripts needs are not installed ({', '.join(missing)} missing): install the train "
+        "extra with `make setup-train` (pip install -e '.[train]')"
+    )
+
+
+def require_train_extra() -> None:
+    if (error := missing_train_extra()) is not None:
+        raise error
 
 
 def trainer_python() -> str:

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wrapper.errors import ConfigError, collect
+from wrapper.errors import ConfigError, RunError, collect
 from wrapper.files import write_atomic
-from wrapper.kohya import interface, rules, tomlio
+from wrapper.kohya import interface, prompt_lines, rules, tomlio
 from wrapper.kohya.render import (
+    SCRIPTS,
     Places,
-    prompt_text_problems,
     render_arguments,
     render_dataset,
     render_prompts,
@@ -61,24 +61,37 @@ def render(recipe: Recipe, places: Places, config_dir: Path) -> Rendered:
     )
 
 
+def problems(script: str, arguments: dict[str, Any], dataset: dict[str, Any], *, facts: dict[str, Any],
+             schema_verdicts: list[str] | None, where: Path) -> list[str]:
+    """All problems of an arguments file + dataset config pair against sd-scripts' facts.
+
+    `schema_verdicts` are the checkout's own ConfigSanitizer's verdicts on the dataset config; None
+    checks it against the committed schema instead.
+    """
+    flat = interface.flatten(arguments)
+    if schema_verdicts is None:
+        found = interface.dataset_problems(dataset, facts["dataset_schema"], str(where / DATASET_FILE),
+                                           masked_loss=flat.get("masked_loss") is True)
+    else:
+        found = [f"{where / DATASET_FILE}: sd-scripts' dataset schema: {e}" for e in schema_verdicts]
+    found += interface.argument_problems(flat, facts["scripts"][script], str(where / ARGUMENTS_FILE))
+    if not interface.well_shaped(dataset):
+        return found  # the run-time rules read subsets: the shape problems above come first
+    return found + [f"{where}: {p}" for p in rules.config_problems(flat, dataset, script)]
+
+
 def check(script: str, arguments: dict[str, Any], dataset: dict[str, Any], *, checkout: Path | None,
           where: Path) -> list[str]:
-    """All problems of an arguments file + dataset config pair, against a checkout or the committed table."""
-    flat = interface.flatten(arguments)
-    if checkout is not None:
-        with tempfile.TemporaryDirectory() as tmp:
-            dataset_file = Path(tmp) / DATASET_FILE
-            dataset_file.write_text(tomlio.dumps(dataset), encoding="utf-8")
-            facts, verdicts = interface.ask_checkout(checkout, [dataset_file])
-        problems = [f"{where / DATASET_FILE}: sd-scripts' dataset schema: {e}" for e in verdicts[str(dataset_file)]]
-    else:
-        facts, problems = interface.committed_interface(), []
-    parser = facts["scripts"][script]
-    problems += interface.argument_problems(flat, parser, str(where / ARGUMENTS_FILE))
+    """`problems`, asking a checkout (in a child process) or, without one, the committed table."""
     if checkout is None:
-        problems += interface.dataset_problems(dataset, facts["dataset_schema"], str(where / DATASET_FILE))
-    problems += [f"{where}: {p}" for p in rules.config_problems(flat, dataset, script)]
-    return problems
+        return problems(script, arguments, dataset, facts=interface.committed_interface(), schema_verdicts=None,
+                        where=where)
+    with tempfile.TemporaryDirectory() as tmp:
+        dataset_file = Path(tmp) / DATASET_FILE
+        dataset_file.write_text(tomlio.dumps(dataset), encoding="utf-8")
+        masked_loss = interface.flatten(arguments).get("masked_loss") is True
+        facts, verdicts = interface.ask_checkout(checkout, [dataset_file], masked_loss=masked_loss)
+    return problems(script, arguments, dataset, facts=facts, schema_verdicts=verdicts[str(dataset_file)], where=where)
 
 
 def check_out_dir(out_dir: Path) -> None:
@@ -101,17 +114,38 @@ def write(rendered: Rendered, out_dir: Path, *, checkout: Path | None) -> list[P
     return paths
 
 
-def read_script(config_text: str, arguments: dict[str, Any]) -> str:
+def decide_script(config_text: str, arguments: dict[str, Any], explicit: str | None = None) -> tuple[str, str]:
+    """(training script, how it was decided) for a config folder, the way `gaze run` would choose it."""
+    from wrapper.kohya import models
+
+    if explicit:
+        script = SCRIPTS.get(explicit, explicit)
+        if script not in SCRIPTS.values():
+            raise ConfigError(f"--script {explicit!r}: expected one of {', '.join([*SCRIPTS, *SCRIPTS.values()])}")
+        return script, "as asked (--script)"
     for line in config_text.splitlines():
         if line.startswith(SCRIPT_MARK):
-            return line[len(SCRIPT_MARK):].strip()
+            return line[len(SCRIPT_MARK):].strip(), "from the file's gaze header"
     flat = interface.flatten(arguments)
-    sdxl = any(k.startswith("cache_text_encoder_outputs") for k in flat)
-    return "sdxl_train_network.py" if sdxl else "train_network.py"
+    model = flat.get("pretrained_model_name_or_path")
+    if isinstance(model, str) and Path(model).exists():
+        try:
+            family = models.checkpoint_family(Path(model))
+        except RunError:
+            family = None
+        if family is not None:
+            name = models.CHECKPOINT_FAMILIES[family]
+            return SCRIPTS["sdxl" if family == "sdxl" else "sd15"], f"from the model ({name})"
+    parsers = interface.committed_interface()["scripts"]
+    sdxl_only = sorted(set(flat) & (set(parsers[SCRIPTS["sdxl"]]) - set(parsers[SCRIPTS["sd15"]])))
+    if sdxl_only:
+        return SCRIPTS["sdxl"], f"from its SDXL-only arguments ({', '.join(sdxl_only[:3])})"
+    return SCRIPTS["sd15"], "no SDXL-only argument and no readable model (pass --script sdxl to check it as SDXL)"
 
 
-def validate_dir(config_dir: Path, *, checkout: Path | None) -> list[str]:
-    """Problems of a directory holding dataset.toml, config.toml and (optionally) sample_prompts.txt."""
+def validate_dir(config_dir: Path, *, checkout: Path | None, script: str | None = None) -> tuple[str, list[str]]:
+    """(what it was checked as, problems) of a folder holding dataset.toml, config.toml and (optionally)
+    sample_prompts.txt."""
     import toml
 
     problems, loaded = [], {}
@@ -125,23 +159,21 @@ def validate_dir(config_dir: Path, *, checkout: Path | None) -> list[str]:
         except (toml.TomlDecodeError, UnicodeDecodeError) as exc:
             problems.append(f"{path}: not valid TOML for sd-scripts: {exc}")
     if problems:
-        return problems
+        return "nothing", problems
     config_text, arguments = loaded[ARGUMENTS_FILE]
-    script = read_script(config_text, arguments)
+    script, reason = decide_script(config_text, arguments, script)
     problems = check(script, arguments, loaded[DATASET_FILE][1], checkout=checkout, where=config_dir)
     prompts = config_dir / PROMPTS_FILE
     if prompts.is_file():
         problems += prompt_file_problems(prompts)
-    return problems
+    return f"{script} ({reason})", problems
 
 
 def prompt_file_problems(path: Path) -> list[str]:
     """Lines of a sample-prompts file that sd-scripts would read differently from what they say."""
     problems = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):  # as readlines() splits
-        if not line.strip() or line.startswith("#"):
-            continue
-        prompt = line.split(" --")[0]
-        problems += [f"{path}:{number}: {p}" for p in prompt_text_problems(prompt.strip(), "prompt")
-                     if "starts like a prompt option" in p]
+    for number, line in prompt_lines.file_lines(path.read_text(encoding="utf-8")):
+        prompt = prompt_lines.split_line(line).prompt
+        problems += [f"{path}:{number}: prompt {prompt!r} {p.message}" for p in prompt_lines.text_problems(prompt)
+                     if p.kind == "option start"]
     return problems

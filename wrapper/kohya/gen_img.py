@@ -10,18 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from wrapper.errors import ConfigError
+from wrapper.kohya.prompt_lines import format_line
 from wrapper.kohya.samplers import SD_SCRIPTS_SAMPLERS
 
 # gen_img.py's `--sampler` choices (setup_parser); anything else would be rejected by argparse,
 # while the training-time sampler silently falls back to DDIM.
 PRECISIONS = ("fp32", "fp16", "bf16")
-# Text gen_img.py would read as something other than a plain prompt (see prompts.py).
-OPTION_MARK = " --"
-
-
-def format_number(value: float) -> str:
-    """Positional text for a number (7.0 -> '7', 0.6 -> '0.6'): gen_img.py's regexes read no exponents."""
-    return f"{value:.10f}".rstrip("0").rstrip(".")
 
 
 def prompt_line(
@@ -29,15 +23,12 @@ def prompt_line(
 ) -> str:
     """One gen_img.py `--from_file` line rendering exactly one image into `filename`.
 
-    The prompt and negative prompt must already be free of gen_img's option marks (prompts.py
-    checks that). An empty negative prompt is left out, which gen_img.py reads as "".
+    The prompt and negative prompt must already be free of `prompt_lines.text_problems` for gen_img
+    (prompts.py checks that). An empty negative prompt is left out, which gen_img.py reads as "".
     """
-    parts = [prompt.strip()]
-    if negative:
-        parts.append(f"--n {negative.strip()}")
-    parts += [f"--s {steps}", f"--l {format_number(cfg)}", f"--d {seed}", f"--am {format_number(weight)}"]
-    parts.append(f"--f {filename}")
-    return " ".join(parts)
+    options: dict[str, str | int | float] = {"n": negative.strip()} if negative else {}
+    options |= {"s": steps, "l": float(cfg), "d": seed, "am": float(weight), "f": filename}
+    return format_line(prompt.strip(), options)
 
 
 def gen_img_argv(

@@ -8,12 +8,13 @@ schema, asked in a child process by wrapper.kohya.probe), else from the committe
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from wrapper.errors import ConfigError, did_you_mean
+from wrapper.errors import ConfigError, TrainExtraMissing, did_you_mean
 
 TABLE = Path(__file__).with_name("sd_scripts_args.json")
 # Arguments that are the launcher's business, never a config file's.
@@ -33,11 +34,12 @@ def live_interface(checkout: Path) -> dict[str, Any]:
         return json.loads(out.read_text(encoding="utf-8"))
 
 
-def ask_checkout(checkout: Path, dataset_tomls: list[Path]) -> tuple[dict[str, Any], dict[str, list[str]]]:
+def ask_checkout(checkout: Path, dataset_tomls: list[Path], *, masked_loss: bool = False,
+                 ) -> tuple[dict[str, Any], dict[str, list[str]]]:
     """The checkout's interface and its own ConfigSanitizer's errors per dataset file, in one child."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "verdict.json"
-        _probe(checkout, ["check", *map(str, dataset_tomls), str(out)])
+        _probe(checkout, ["check", *(["--masked-loss"] if masked_loss else []), *map(str, dataset_tomls), str(out)])
         result = json.loads(out.read_text(encoding="utf-8"))
     return result, result.pop("dataset_errors")
 
@@ -52,13 +54,17 @@ def preflight(checkout: Path, dataset_toml: Path) -> tuple[dict[str, Any], list[
 
 
 def _probe(checkout: Path, args: list[str]) -> None:
-    from wrapper.kohya.checkout import PROJECT_ROOT, trainer_env, trainer_python
+    from wrapper.kohya.checkout import PROJECT_ROOT, require_train_extra, trainer_env, trainer_python
     from wrapper.launch import run_captured
 
+    require_train_extra()
     env = trainer_env(checkout)
     env["PYTHONPATH"] = f"{env['PYTHONPATH']}:{PROJECT_ROOT}"
     done = run_captured([trainer_python(), "-m", "wrapper.kohya.probe", *args], cwd=checkout, env=env)
     if done.returncode != 0:
+        if match := re.search(r"ModuleNotFoundError: No module named '([^']+)'", done.stderr):
+            raise TrainExtraMissing(f"sd-scripts at {checkout} cannot start: no module named {match[1]!r}; install "
+                                    "the train extra with `make setup-train` (pip install -e '.[train]')")
         tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
         raise ConfigError(f"could not ask sd-scripts at {checkout} about its interface:\n{tail}")
 
@@ -156,31 +162,69 @@ def _schema_value_ok(value: Any, spec: str) -> bool:
     return any(one(value, kind) for kind in spec.split("|"))
 
 
-def dataset_levels(schema: dict[str, dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
-    """Allowed keys per level of a DreamBooth-style dataset config (train_network's sanitizer)."""
-    ascendable = {
-        **schema["SUBSET_ASCENDABLE_SCHEMA"],
-        **schema["DB_SUBSET_ASCENDABLE_SCHEMA"],
-        **schema["DO_SUBSET_ASCENDABLE_SCHEMA"],
-    }
-    upper = {**schema["DATASET_ASCENDABLE_SCHEMA"], **ascendable}
-    return {"general": upper, "datasets": upper, "subsets": {**ascendable, **schema["DB_SUBSET_DISTINCT_SCHEMA"]}}
+def _merge(*tables: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for table in tables for k, v in table.items()}
 
 
-def dataset_problems(config: dict[str, Any], schema: dict[str, dict[str, Any]], where: str) -> list[str]:
-    """Check a dataset config against sd-scripts' schema facts: keys per level, value types."""
-    levels = dataset_levels(schema)
-    problems = []
+#: Per kind of dataset: the schema only its subsets take, and the one its subsets and datasets share.
+STYLES = {
+    "DreamBooth": ("DB_SUBSET_DISTINCT_SCHEMA", "DB_SUBSET_ASCENDABLE_SCHEMA"),
+    "fine-tuning": ("FT_SUBSET_DISTINCT_SCHEMA", None),
+    "conditioning": ("CN_SUBSET_DISTINCT_SCHEMA", "CN_SUBSET_ASCENDABLE_SCHEMA"),
+}
 
-    def check(table: dict[str, Any], level: str, path: str) -> None:
-        allowed = levels[level]
+
+def dataset_schemas(schema: dict[str, dict[str, Any]], *, masked_loss: bool) -> dict[str, dict[str, Any]]:
+    """The allowed keys of each table, built the way train_network.py builds its ConfigSanitizer
+    (DreamBooth and fine-tuning subsets, dropout, conditioning subsets when masked_loss is on)."""
+    common, dropout, dataset = (schema[n] for n in ("SUBSET_ASCENDABLE_SCHEMA", "DO_SUBSET_ASCENDABLE_SCHEMA",
+                                                      "DATASET_ASCENDABLE_SCHEMA"))
+    conditioning = schema["CN_SUBSET_ASCENDABLE_SCHEMA"] if masked_loss else {}
+    out = {"general": _merge(dataset, common, schema["DB_SUBSET_ASCENDABLE_SCHEMA"], conditioning, dropout)}
+    for style, (distinct, ascendable) in STYLES.items():
+        shared = schema[ascendable] if ascendable else {}
+        out[f"subsets/{style}"] = _merge(common, schema[distinct], shared, dropout)
+        out[f"datasets/{style}"] = _merge(dataset, common, shared, dropout)
+    return out
+
+
+def dataset_style(subsets: list[Any], *, masked_loss: bool) -> str | None:
+    """Which kind of dataset train_network.py takes a [[datasets]] table for (its validate_flex_dataset)."""
+    tables = [sub for sub in subsets if isinstance(sub, dict)]
+    if masked_loss and all("conditioning_data_dir" in sub for sub in tables):
+        return "conditioning"
+    if all("metadata_file" in sub for sub in tables):
+        return "fine-tuning"
+    if all("metadata_file" not in sub for sub in tables):
+        return "DreamBooth"
+    return None
+
+
+def well_shaped(config: Any) -> bool:
+    """[general] a table, [[datasets]] an array of tables, each with an array of subset tables."""
+    datasets = config.get("datasets", []) if isinstance(config, dict) else None
+    return (isinstance(config, dict) and isinstance(config.get("general", {}), dict) and isinstance(datasets, list)
+            and all(isinstance(d, dict) and isinstance(d.get("subsets", []), list)
+                    and all(isinstance(s, dict) for s in d.get("subsets", [])) for d in datasets))
+
+
+def dataset_problems(config: dict[str, Any], schema: dict[str, dict[str, Any]], where: str, *,
+                     masked_loss: bool = False) -> list[str]:
+    """Check a dataset config against sd-scripts' schema facts: table shapes, keys per level, value types."""
+    schemas = dataset_schemas(schema, masked_loss=masked_loss)
+    problems: list[str] = []
+
+    def check(table: Any, allowed: dict[str, Any], path: str, kind: str) -> None:
+        if not isinstance(table, dict):
+            problems.append(f"{where}: {path}: expected a table, found {type(table).__name__}")
+            return
         for key, value in table.items():
-            if key == "subsets" and level == "datasets":
+            if key == "subsets" and path.startswith("datasets[") and "." not in path:
                 continue
             if key not in allowed:
-                elsewhere = [name for name, keys in levels.items() if key in keys]
+                elsewhere = sorted({name.split("/")[0] for name, keys in schemas.items() if key in keys})
                 hint = f" (allowed in {', '.join(elsewhere)} only)" if elsewhere else did_you_mean(key, allowed)
-                problems.append(f"{where}: {path}.{key}: key not allowed here{hint}")
+                problems.append(f"{where}: {path}.{key}: key not allowed in a {kind}{hint}")
             elif not _schema_value_ok(value, allowed[key]["type"]):
                 problems.append(f"{where}: {path}.{key} = {value!r}: expected {allowed[key]['type']}")
         for key, fact in allowed.items():
@@ -189,11 +233,24 @@ def dataset_problems(config: dict[str, Any], schema: dict[str, dict[str, Any]], 
 
     unknown = set(config) - {"general", "datasets"}
     problems += [f"{where}: top-level key {k!r} not allowed (only [general] and [[datasets]])" for k in unknown]
-    check(config.get("general", {}), "general", "general")
-    for i, dataset in enumerate(config.get("datasets", [])):
-        check(dataset, "datasets", f"datasets[{i}]")
-        for j, subset in enumerate(dataset.get("subsets", [])):
-            check(subset, "subsets", f"datasets[{i}].subsets[{j}]")
+    check(config.get("general", {}), schemas["general"], "general", "[general] table")
+    datasets = config.get("datasets", [])
+    if not isinstance(datasets, list):
+        return [*problems, f"{where}: datasets must be an array of tables ([[datasets]]), found a "
+                f"{type(datasets).__name__}; a [[datasets.subsets]] table needs a [[datasets]] line before it"]
+    for i, dataset in enumerate(datasets):
+        subsets = dataset.get("subsets", []) if isinstance(dataset, dict) else []
+        if not isinstance(subsets, list):
+            problems.append(f"{where}: datasets[{i}].subsets must be an array of tables ([[datasets.subsets]])")
+            continue
+        style = dataset_style(subsets, masked_loss=masked_loss)
+        if style is None:
+            problems.append(f"{where}: datasets[{i}]: DreamBooth subsets and fine-tuning subsets (metadata_file) "
+                            "cannot be mixed in one dataset; split them into separate [[datasets]]")
+            continue
+        check(dataset, schemas[f"datasets/{style}"], f"datasets[{i}]", f"{style} dataset")
+        for j, subset in enumerate(subsets):
+            check(subset, schemas[f"subsets/{style}"], f"datasets[{i}].subsets[{j}]", f"{style} subset")
     return problems
 
 

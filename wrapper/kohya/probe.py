@@ -25,6 +25,9 @@ SCHEMA_NAMES = (
     "DO_SUBSET_ASCENDABLE_SCHEMA",
     "DB_SUBSET_ASCENDABLE_SCHEMA",
     "DB_SUBSET_DISTINCT_SCHEMA",
+    "FT_SUBSET_DISTINCT_SCHEMA",
+    "CN_SUBSET_ASCENDABLE_SCHEMA",
+    "CN_SUBSET_DISTINCT_SCHEMA",
     "DATASET_ASCENDABLE_SCHEMA",
     "ARGPARSE_SPECIFIC_SCHEMA",
 )
@@ -90,12 +93,13 @@ def interface() -> dict[str, Any]:
     return {"scripts": scripts, "dataset_schema": schema}
 
 
-def check_dataset(path: str) -> list[str]:
-    """Validate a dataset config exactly as train_network.py does (DreamBooth, fine-tuning, dropout)."""
+def check_dataset(path: str, masked_loss: bool = False) -> list[str]:
+    """Validate a dataset config exactly as train_network.py (and sdxl_train_network.py) does:
+    DreamBooth, fine-tuning and dropout subsets, and conditioning subsets when masked_loss is on."""
     import voluptuous
     from library.config_util import ConfigSanitizer, load_user_config
 
-    sanitizer = ConfigSanitizer(True, True, False, True)
+    sanitizer = ConfigSanitizer(True, True, masked_loss, True)
     try:
         sanitizer.sanitize_user_config(load_user_config(path))
     except voluptuous.MultipleInvalid as exc:
@@ -126,12 +130,16 @@ def device() -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     command, *rest = argv
+    masked_loss = "--masked-loss" in rest
+    rest = [r for r in rest if r != "--masked-loss"]
     if command == "interface":
         result = interface()
     elif command == "check":
-        result = {**interface(), "dataset_errors": {path: check_dataset(path) for path in rest[:-1]}}
+        errors = {path: check_dataset(path, masked_loss) for path in rest[:-1]}
+        result = {**interface(), "dataset_errors": errors}
     elif command == "preflight":
-        result = {**interface(), "dataset_errors": {rest[0]: check_dataset(rest[0])}, "device": device()}
+        errors = {rest[0]: check_dataset(rest[0], masked_loss)}
+        result = {**interface(), "dataset_errors": errors, "device": device()}
     else:
         print(f"unknown probe command {command!r}", file=sys.stderr)
         return 2

@@ -10,15 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from wrapper.errors import ConfigError, collect
-from wrapper.kohya.gen_img import format_number  # prompt lines read numbers with [\d.]+: no exponents
+from wrapper.kohya.prompt_lines import format_line, text_problems
 from wrapper.kohya.samplers import resolve_sampler
 from wrapper.recipe import Recipe
 
 SCRIPTS = {"sd15": "train_network.py", "sdxl": "sdxl_train_network.py"}
 ATTENTION_FLAGS = {"sdpa": "sdpa", "xformers": "xformers", "mem_eff": "mem_eff_attn"}
-# sd-scripts matches these at the start of *every* " --"-separated part of a prompt line, the
-# prompt itself included (library/train_util.py line_to_prompt_dict)
-PROMPT_OPTION_WORDS = ("w ", "h ", "d ", "s ", "l ", "g ", "n ", "ss ", "cn ", "ctr ", "rcfg ", "fs ")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -196,47 +193,22 @@ def render_arguments(recipe: Recipe, places: Places, dataset_config: Path) -> di
     return tables
 
 
-def prompt_text_problems(text: str, what: str, option: str = "") -> list[str]:
-    """Why `text` cannot travel through a sd-scripts .txt prompt line unchanged, if it cannot.
-
-    `option` is what precedes the text in its part of the line ("n " for a negative prompt).
-    """
-    problems = []
-    if "\n" in text or "\r" in text:
-        problems.append(f"{what} {text!r} contains a line break")
-    if " --" in option + text:
-        problems.append(f"{what} {text!r} contains ' --', which sd-scripts reads as an option")
-    if text != text.strip():
-        problems.append(f"{what} {text!r} starts or ends with white space, which sd-scripts strips")
-    if text.lower().startswith(PROMPT_OPTION_WORDS):
-        problems.append(f"{what} {text!r} starts like a prompt option ({text.split(' ')[0]} ...)")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        problems.append(f"{what} {text!r} is not encodable as UTF-8")
-    return problems
-
-
 def render_prompts(recipe: Recipe) -> str:
     """sample_prompts.txt: one line per prompt with its negative prompt, size, seed, CFG, steps, sampler."""
     s = recipe.sampling
     problems: list[str] = []
     lines = ["# sample prompts of recipe " + recipe.name.replace("\n", " ")]
     for i, p in enumerate(s.prompts):
-        problems += prompt_text_problems(p.prompt, f"sampling.prompts[{i}].prompt")
-        if p.prompt.startswith("#") or not p.prompt:
-            problems.append(f"sampling.prompts[{i}].prompt {p.prompt!r}: empty or starting with '#'")
+        where = f"sampling.prompts[{i}]"
+        problems += [f"{where}.prompt {p.prompt!r} {q.message}" for q in text_problems(p.prompt)]
         if p.negative:
-            problems += prompt_text_problems(p.negative, f"sampling.prompts[{i}].negative", option="n ")
-        width = p.width or recipe.data.resolution[0]
-        height = p.height or recipe.data.resolution[1]
-        parts = [p.prompt]
-        if p.negative:
-            parts.append(f"n {p.negative}")
-        parts += [f"w {width}", f"h {height}"]
+            found = text_problems(p.negative, negative=True)
+            problems += [f"{where}.negative {p.negative!r} {q.message}" for q in found]
+        options: dict[str, str | int | float] = {"n": p.negative} if p.negative else {}
+        options |= {"w": p.width or recipe.data.resolution[0], "h": p.height or recipe.data.resolution[1]}
         if p.seed is not None:
-            parts.append(f"d {p.seed}")
-        parts += [f"l {format_number(s.cfg)}", f"s {s.steps}", f"ss {resolve_sampler(s.sampler)[1]}"]
-        lines.append(" --".join(parts))
+            options["d"] = p.seed
+        options |= {"l": float(s.cfg), "s": s.steps, "ss": resolve_sampler(s.sampler)[1]}
+        lines.append(format_line(p.prompt, options))
     collect(problems, ConfigError, f"recipe {recipe.name!r}: sample prompts cannot be written exactly")
     return "\n".join(lines) + "\n"

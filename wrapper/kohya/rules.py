@@ -6,11 +6,13 @@ instead of after minutes of model loading.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from wrapper.errors import ConfigError, did_you_mean
+from wrapper.kohya.render import ATTENTION_FLAGS
 from wrapper.kohya.samplers import resolve_sampler
-from wrapper.recipe import Recipe
+from wrapper.recipe import Network, Optimizer, Recipe, Training
 
 # transformers.SchedulerType values plus sd-scripts' own additions (train_util.get_scheduler_fix)
 SCHEDULERS = (
@@ -124,10 +126,53 @@ def _bucket_problems(args: dict[str, Any], dataset_config: dict[str, Any], scrip
     return p
 
 
+#: Arguments the rendered config.toml sets that are not named after a recipe field (those are found by name).
+_SET_BY = {
+    "the model (--model / [models] in gaze.toml)": ("pretrained_model_name_or_path",),
+    "tokenizer_cache_dir in gaze.toml": ("tokenizer_cache_dir",),
+    "optimizer.unet_lr": ("learning_rate", "unet_lr"), "optimizer.type": ("optimizer_type",),
+    "optimizer.scheduler": ("lr_scheduler",), "optimizer.warmup_steps": ("lr_warmup_steps",),
+    "training.train_text_encoder": ("network_train_unet_only",), "training.attention": ATTENTION_FLAGS.values(),
+    "the run folder and the recipe's name (gaze sets them)": ("output_dir", "output_name", "logging_dir",
+                                                              "metadata_title", "training_comment", "config_file"),
+    "gaze (safetensors, TensorBoard and plain log lines, which reports read)": (
+        "save_model_as", "log_with", "console_log_simple"),
+    "the data group (gaze writes dataset.toml)": ("dataset_config",),
+    "sampling.prompts, sampling.every_n_steps, sampling.sampler": (
+        "sample_prompts", "sample_every_n_steps", "sample_sampler"),
+}
+
+
+def managed_by(argument: str) -> str | None:
+    """The recipe field (or gaze setting) that decides an sd-scripts argument, or None for a free one.
+    An extra_args entry for a managed argument would silently win (sd-scripts keeps the later key)."""
+    for where, names in _SET_BY.items():
+        if argument in names:
+            return where
+    for group, fields in (("training", Training), ("optimizer", Optimizer), ("network", Network)):
+        names = {f.name for f in dataclasses.fields(fields)}
+        for prefix in (f"{group}_", ""):  # network_dim -> network.dim, max_train_steps -> training.max_...
+            if argument.startswith(prefix) and argument.removeprefix(prefix) in names:
+                return f"{group}.{argument.removeprefix(prefix)}"
+    return None
+
+
+def extra_args_problems(recipe: Recipe) -> list[str]:
+    """extra_args may add arguments, never override the ones the recipe's own fields decide."""
+    problems = []
+    for key, value in recipe.extra_args:
+        if (where := managed_by(key)) is not None:
+            problems.append(f"extra_args sets {key!r} = {value!r}, which gaze already sets from {where}; "
+                            "change that instead")
+    keys = [k for k, _ in recipe.extra_args]
+    problems += [f"extra_args sets {k!r} twice" for k in sorted({k for k in keys if keys.count(k) > 1})]
+    return problems
+
+
 def recipe_rules(recipe: Recipe) -> list[str]:
     """Rules that tie a recipe's preparation to how sd-scripts will read the prepared images."""
     d, prep = recipe.data, recipe.prep
-    p: list[str] = []
+    p: list[str] = extra_args_problems(recipe)
     try:
         resolve_sampler(recipe.sampling.sampler)
     except ConfigError as exc:

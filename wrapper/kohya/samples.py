@@ -13,6 +13,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from wrapper.kohya.outputs import SAMPLE_DIR
+from wrapper.kohya.prompt_lines import file_lines, split_line
+
 SAMPLE_NAME = re.compile(
     r"^(?:(?P<name>.+)_)?(?P<when>e\d{6,}|\d{6,})_(?P<prompt>\d{2,})_(?P<stamp>\d{14})(?:_(?P<seed>\d+))?\.png$"
 )
@@ -51,7 +54,7 @@ def parse_sample_name(path: Path) -> Sample | None:
 
 def find_samples(output_dir: Path) -> list[Sample]:
     """Every sample image under `<output_dir>/sample`, by point, prompt and time (newest last)."""
-    folder = Path(output_dir) / "sample"
+    folder = Path(output_dir) / SAMPLE_DIR
     found = [parse_sample_name(p) for p in folder.glob("*.png")] if folder.is_dir() else []
     return sorted((s for s in found if s), key=lambda s: (s.point, s.prompt, s.stamp, s.path.name))
 
@@ -59,11 +62,6 @@ def find_samples(output_dir: Path) -> list[Sample]:
 def latest_per_cell(samples: list[Sample]) -> dict[tuple[tuple[int, int], int], Sample]:
     """One sample per (point, prompt): the newest (a resumed run may sample a point twice)."""
     return {(s.point, s.prompt): s for s in samples}
-
-
-def prompt_text(line: str) -> str:
-    """The prompt of an sd-scripts prompt line, without its ` --` options."""
-    return line.strip().split(" --")[0].strip()
 
 
 def read_sample_prompts(path: Path) -> list[str]:
@@ -74,11 +72,10 @@ def read_sample_prompts(path: Path) -> list[str]:
     text = path.read_text(encoding="utf-8", errors="replace")
     if path.suffix == ".json":
         items = json.loads(text)
-        return [prompt_text(i) if isinstance(i, str) else str(i.get("prompt", "")) for i in items]
+        return [split_line(i).prompt if isinstance(i, str) else str(i.get("prompt", "")) for i in items]
     if path.suffix == ".toml":
         import toml
 
         data = toml.loads(text).get("prompt", {})
         return [str(sub.get("prompt", data.get("prompt", ""))) for sub in data.get("subset", [])]
-    # train_util: `line.strip()` non-empty and `line[0] != "#"` (an indented # line is a prompt)
-    return [prompt_text(line) for line in text.splitlines() if line.strip() and line[0] != "#"]
+    return [split_line(line).prompt for _, line in file_lines(text)]  # an indented # line is a prompt

@@ -33,7 +33,8 @@ def _candidates(text: str) -> list[str]:
     """Spellings of one string, most readable first. toml 0.10.2 misreads some of them: a lone
     escaped quote comes back empty, and inside arrays it splits on raw commas and brackets before
     unescaping; so several spellings are tried and the first that reads back is kept."""
-    candidates = [f'"{_escaped(text, chr(34))}"', f'"{_escaped(text, chr(34) + ",[]#")}"']
+    candidates = [f'"{_escaped(text, chr(34))}"', f'"{_escaped(text, chr(34) + ",[]#")}"',
+                  f'"{_escaped(text, chr(34) + chr(92) + ",[]#")}"']  # a backslash as \u005c: "\u001f\\u"
     if not any(c in text for c in "'\n\r") and all(ord(c) >= 0x20 and ord(c) != 0x7F or c == "\t" for c in text):
         candidates.append(f"'{text}'")
     candidates.append(f'"""{_escaped(text, chr(34) + ",[]#")}"""')

@@ -72,6 +72,21 @@ def type_problem(value: Any, hint: Any) -> str | None:
     return None
 
 
+#: sd-scripts reads integers into 32-bit fields (steps, sizes, seeds): anything larger overflows there.
+INT_LIMIT = 2**31 - 1
+
+
+def out_of_range(value: Any) -> Any:
+    """The first number in `value` (nested tuples included) that sd-scripts cannot hold, or None."""
+    if isinstance(value, tuple):
+        return next((bad for v in value if (bad := out_of_range(v)) is not None), None)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT_LIMIT:
+        return value
+    if isinstance(value, float) and not math.isfinite(value):
+        return value
+    return None
+
+
 def _typed_fields(problems: list[str], group_name: str, group: Any) -> None:
     """Check every field of one group against its annotation (Literal, unions, optionals, tuples)."""
     hints = get_type_hints(type(group))
@@ -82,6 +97,9 @@ def _typed_fields(problems: list[str], group_name: str, group: Any) -> None:
         wanted = type_problem(value, hints[f.name])
         if wanted:
             problems.append(f"{group_name}.{f.name} = {value!r}: expected {wanted}")
+        elif (bad := out_of_range(value)) is not None:
+            problems.append(f"{group_name}.{f.name}: {bad!r} is beyond what sd-scripts can hold; expected a finite "
+                            f"number of at most {INT_LIMIT} in size")
 
 
 def recipe_problems(recipe: Recipe) -> list[str]:

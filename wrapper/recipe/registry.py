@@ -64,8 +64,11 @@ class Registry:
         applied: list[str] = []
         glitches: list[str] = []
         for part in parts:
-            name, _, value = part.partition("=")
+            name, equals, value = part.partition("=")
             modifier = self._modifier(name, spec)
+            if equals and not value.strip():
+                raise RecipeError(f"modifier {name!r} in {spec!r} has an empty value after '='; give a value "
+                                  f"(like {name}={modifier.default}) or leave out '=' for the default")
             if name in seen:
                 raise RecipeError(f"modifier {name!r} is given twice in {spec!r}")
             clash = modifier.conflicts & seen.keys()
@@ -131,7 +134,8 @@ def load_recipe_file(registry: Registry, path: Path) -> list[str]:
     import importlib.util
 
     if not path.is_file():
-        raise RecipeError(f"recipe file {path} does not exist")
+        what = "is a folder, not a Python file" if path.is_dir() else "does not exist"
+        raise RecipeError(f"recipe file {path} {what} (named by `recipes` in gaze.toml or $GAZE_RECIPES)")
     spec = importlib.util.spec_from_file_location(f"gaze_user_recipes_{abs(hash(path))}", path)
     module = importlib.util.module_from_spec(spec)
     try:
@@ -140,11 +144,24 @@ def load_recipe_file(registry: Registry, path: Path) -> list[str]:
         raise RecipeError(f"{_where(exc, path)}: {_explain_type_error(exc)}") from None
     except RecipeError as exc:
         raise RecipeError(f"{_where(exc, path)}: {exc}") from None
+    except SyntaxError as exc:
+        raise RecipeError(f"{path}:{exc.lineno}: not valid Python: {exc.msg}") from None
+    except Exception as exc:  # the user's own code: whatever it raises becomes one line naming where
+        raise RecipeError(f"{_where(exc, path)}: importing the recipe file raised {type(exc).__name__}: {exc}"
+                          ) from None
     names = []
-    for recipe in getattr(module, "RECIPES", ()):
-        names.append(registry.add_recipe(recipe).name)
-    for modifier in getattr(module, "MODIFIERS", ()):
-        names.append(registry.add_modifier(modifier).name)
+    for attr, kind, add in (("RECIPES", Recipe, registry.add_recipe), ("MODIFIERS", Modifier, registry.add_modifier)):
+        items = getattr(module, attr, ())
+        if not isinstance(items, list | tuple):
+            raise RecipeError(f"{path}: {attr} is a {type(items).__name__}; expected a tuple or list of "
+                              f"{kind.__name__}")
+        for i, item in enumerate(items):
+            if not isinstance(item, kind):
+                raise RecipeError(f"{path}: {attr}[{i}] is a {type(item).__name__}; expected a {kind.__name__}")
+            try:
+                names.append(add(item).name)
+            except RecipeError as exc:
+                raise RecipeError(f"{path}: {attr}[{i}]: {exc}") from None
     if not names:
         raise RecipeError(f"{path}: defines no RECIPES or MODIFIERS to register")
     return names

@@ -127,7 +127,7 @@ def _compare_samples(views: Sequence[RunView]) -> list:
         grid = {
             (r, c): cell[(pt, q)].path for r, cell in enumerate(cells) for c, pt in enumerate(points) if (pt, q) in cell
         }
-        data = plots.sample_grid([v.label for v in views], [point_label(p) for p in points], grid)
+        data, _ = plots.thumbnail_grid([v.label for v in views], [point_label(p) for p in points], grid)
         blocks.append(Heading(prompt_label(texts, q), 3))
         blocks.append(
             Image(

@@ -15,11 +15,13 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class Cell:
-    """Table or list text; `level` colours it (ok, warn, bad, info, n/a), `sub` is a smaller second line."""
+    """Table or list text; `level` colours it (ok, warn, bad, info, n/a), `sub` is a smaller second line,
+    `href` makes it a link to a file next to the document."""
 
     text: str
     level: str | None = None
     sub: str | None = None
+    href: str | None = None
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,8 @@ def _cell_html(cell: Cell | str) -> str:
         return html.escape(cell)
     cls = f' class="{cell.level.replace("/", "")}"' if cell.level else ""
     sub = f'<span class="sub">{html.escape(cell.sub)}</span>' if cell.sub else ""
-    return f"<span{cls}>{html.escape(cell.text)}</span>{sub}"
+    text = f"<span{cls}>{html.escape(cell.text)}</span>"
+    return (f'<a href="{html.escape(cell.href)}">{text}</a>' if cell.href else text) + sub
 
 
 def _block_html(block: Block) -> str:
@@ -151,6 +154,8 @@ def _cell_md(cell: Cell | str) -> str:
     text = _md_escape(cell.text)
     if cell.level in ("warn", "bad"):
         text = f"**{text}**"
+    if cell.href:
+        text = f"[{text}]({cell.href})"
     return f"{text}<br>_{_md_escape(cell.sub)}_" if cell.sub else text
 
 

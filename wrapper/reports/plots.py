@@ -1,14 +1,16 @@
-"""Pictures for reports: loss, learning-rate and validation plots (PNG) and sample grids (JPEG).
+"""Pictures for reports: loss, learning-rate and validation plots (PNG) and the one thumbnail grid.
 
-Every function returns encoded image bytes, or None when the data for that picture is absent.
-Matplotlib is used through `Figure` objects (no pyplot state), so plotting is safe anywhere.
+Every function returns encoded image bytes (the grid also its layout), or None when the data for that
+picture is absent. Matplotlib is used through `Figure` objects (no pyplot state), so plotting is
+safe anywhere. The grid (Pillow) draws the reports' sample grids and gaze generate's contact sheets.
 """
 
 from __future__ import annotations
 
 import io
-import textwrap
-from collections.abc import Mapping, Sequence
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -145,7 +147,12 @@ def lr_plot(frame: pd.DataFrame) -> bytes | None:
     return _png(fig)
 
 
-# ---- sample grids --------------------------------------------------------------------------------
+# ---- thumbnail grids: run and comparison samples, generation contact sheets -----------------------------------
+
+PAD, FONT_SIZE, TITLE_SIZE = 8, 14, 16
+BACKGROUND, INK, RULE, EMPTY, BAD = (255, 255, 255), (20, 20, 20), (170, 170, 170), (225, 225, 225), (197, 34, 31)
+Key = str | tuple[str, ...]  # a row's or column's labels, outermost first; a str is one level
+Measure = Callable[[str, bool], float]  # (text, is_title) -> width in pixels
 
 
 def pick_columns(count: int, limit: int) -> list[int]:
@@ -155,49 +162,173 @@ def pick_columns(count: int, limit: int) -> list[int]:
     return sorted({round(i * (count - 1) / (limit - 1)) for i in range(limit)})
 
 
-def sample_grid(
-    rows: Sequence[str],
-    cols: Sequence[str],
+@dataclass(frozen=True)
+class GridGeometry:
+    """Pixel positions of a grid: origin, cell offsets, row-label column widths, heading lines, size."""
+
+    left: int
+    top: int
+    xs: tuple[int, ...]
+    ys: tuple[int, ...]
+    label_widths: tuple[int, ...]
+    heading: tuple[tuple[str, bool], ...]  # (text, is_title)
+    size: tuple[int, int]
+
+    def box(self, row: int, col: int) -> tuple[int, int]:
+        """Top-left corner of the cell at (row, col)."""
+        return self.left + self.xs[col], self.top + self.ys[row]
+
+
+def _levels(keys: Sequence[Key]) -> list[tuple[str, ...]]:
+    return [(key,) if isinstance(key, str) else tuple(key) for key in keys]
+
+
+def _offsets(keys: Sequence[tuple], cell: int) -> list[int]:
+    """Start of each cell along one side: a small gap inside a group, a wide one between groups."""
+    positions, at = [], 0
+    for i, key in enumerate(keys):
+        if i:
+            at += 2 if key[:-1] == keys[i - 1][:-1] else 10
+        positions.append(at)
+        at += cell
+    return positions
+
+
+def _spans(keys: Sequence[tuple], level: int) -> list[tuple[int, int, object]]:
+    """(first index, last index, value) of each run of keys sharing their first level+1 values."""
+    spans = []
+    for i, key in enumerate(keys):
+        if spans and keys[spans[-1][0]][: level + 1] == key[: level + 1]:
+            spans[-1] = (spans[-1][0], i, spans[-1][2])
+        else:
+            spans.append((i, i, key[level]))
+    return spans
+
+
+def _fit(text: str, width: float, measure: Callable[[str], float]) -> str:
+    """Shorten text with an ellipsis until it fits the width."""
+    while len(text) > 1 and measure(text) > width:
+        text = text[:-2] + "\u2026"
+    return text
+
+
+def _wrap(text: str, width: float, measure: Callable[[str], float]) -> list[str]:
+    """Words filled into lines no wider than `width`; a word wider than that is shortened."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and measure(f"{lines[-1]} {word}") <= width:
+            lines[-1] += f" {word}"
+        else:
+            lines.append(_fit(word, width, measure))
+    return lines
+
+
+def grid_geometry(rows: Sequence[Key], cols: Sequence[Key], *, thumb: int, measure: Measure, title: str = "",
+                  subtitle: str = "", label_width: int = 240) -> GridGeometry:
+    """Lay a grid out in pixels; row labels wider than `label_width` wrap."""
+    rows, cols = _levels(rows), _levels(cols)
+    widths = tuple(
+        min(label_width, int(max(measure(key[level], False) for key in rows))) + 2 * PAD
+        for level in range(len(rows[0]) if rows else 0)
+    )
+    xs, ys = _offsets(cols, thumb), _offsets(rows, thumb)
+    left = sum(widths) + PAD
+    width = left + (xs[-1] + thumb if xs else 0) + PAD
+    if title or subtitle:
+        width = max(width, 480)
+    heading = [(line, True) for line in _wrap(title, width - 2 * PAD, lambda t: measure(t, True))]
+    for paragraph in subtitle.splitlines():
+        heading += [(line, False) for line in _wrap(paragraph, width - 2 * PAD, lambda t: measure(t, False))]
+    top = (PAD + len(heading) * (TITLE_SIZE + 6) if heading else 0) + PAD
+    top += (len(cols[0]) if cols else 0) * (FONT_SIZE + PAD)
+    height = top + (ys[-1] + thumb if ys else 0) + PAD
+    return GridGeometry(left, top, tuple(xs), tuple(ys), widths, tuple(heading), (width, height))
+
+
+def thumbnail_grid(
+    rows: Sequence[Key],
+    cols: Sequence[Key],
     cells: Mapping[tuple[int, int], Path],
     *,
     thumb: int = 160,
-    label_width: int = 200,
-) -> bytes:
-    """A JPEG grid: row labels on the left, column labels on top, one thumbnail per cell."""
+    title: str = "",
+    subtitle: str = "",
+    label_width: int = 240,
+    image_format: str = "JPEG",
+) -> tuple[bytes, GridGeometry]:
+    """Thumbnails on a grid with nested row labels on the left, column labels on top and a heading.
+
+    A cell left out of `cells` stays an empty frame; a file that is not there is a grey 'missing'
+    cell, one that cannot be read is marked 'unreadable'. Returns the encoded image and its layout.
+    """
     from PIL import Image, ImageDraw, ImageFont
 
-    font = ImageFont.load_default(size=13)
-    pad, header = 6, 24
-    width = label_width + len(cols) * (thumb + pad) + pad
-    height = header + len(rows) * (thumb + pad) + pad
-    sheet = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(sheet)
-    for c, text in enumerate(cols):
-        x = label_width + c * (thumb + pad) + pad + (thumb - draw.textlength(text, font=font)) / 2
-        draw.text((max(x, 0), 5), text, fill="black", font=font)
-    wrap = max(8, label_width // 8)
-    for r, text in enumerate(rows):
-        y = header + r * (thumb + pad)
-        draw.multiline_text((pad, y + 4), "\n".join(textwrap.wrap(text, wrap)[:8]), fill="black", font=font)
-        for c in range(len(cols)):
-            x = label_width + c * (thumb + pad) + pad
-            path = cells.get((r, c))
-            if path is None:
-                draw.rectangle((x, y, x + thumb - 1, y + thumb - 1), outline="#bbbbbb")
-                draw.text((x + thumb // 2 - 6, y + thumb // 2 - 8), "-", fill="#888888", font=font)
-                continue
-            try:
-                with Image.open(path) as img:
-                    img = img.convert("RGB")
-                    img.thumbnail((thumb, thumb))
-            except OSError:
-                draw.rectangle((x, y, x + thumb - 1, y + thumb - 1), outline="red")
-                draw.text((x + 4, y + 4), "unreadable", fill="red", font=font)
-                continue
-            sheet.paste(img, (x + (thumb - img.width) // 2, y + (thumb - img.height) // 2))
+    font, bold = ImageFont.load_default(size=FONT_SIZE), ImageFont.load_default(size=TITLE_SIZE)
+    rows, cols = _levels(rows), _levels(cols)
+    geo = grid_geometry(rows, cols, thumb=thumb, measure=lambda t, big: (bold if big else font).getlength(t),
+                        title=title, subtitle=subtitle, label_width=label_width)
+    image = Image.new("RGB", geo.size, BACKGROUND)
+    draw = ImageDraw.Draw(image)
+    for i, (text, big) in enumerate(geo.heading):
+        draw.text((PAD, PAD + i * (TITLE_SIZE + 6)), text, fill=INK, font=bold if big else font)
+    _column_labels(draw, geo, cols, thumb, font)
+    _row_labels(draw, geo, rows, thumb, font)
+    for r, c in itertools.product(range(len(rows)), range(len(cols))):
+        _cell(image, draw, cells.get((r, c)), geo.box(r, c), thumb, font)
     out = io.BytesIO()
-    sheet.save(out, format="JPEG", quality=88)
-    return out.getvalue()
+    image.save(out, format=image_format, **({"quality": 88} if image_format == "JPEG" else {}))
+    return out.getvalue(), geo
+
+
+def _column_labels(draw, geo: GridGeometry, cols: Sequence[tuple[str, ...]], thumb: int, font) -> None:
+    levels, line = len(cols[0]) if cols else 0, FONT_SIZE + PAD
+    for level in range(levels):
+        y = geo.top - (levels - level) * line
+        for first, last, label in _spans(cols, level):
+            x0, x1 = geo.left + geo.xs[first], geo.left + geo.xs[last] + thumb
+            text = _fit(str(label), x1 - x0, font.getlength)
+            draw.text(((x0 + x1 - font.getlength(text)) / 2, y + 2), text, fill=INK, font=font)
+            draw.line([(x0, y + line - 4), (x1, y + line - 4)], fill=RULE)
+
+
+def _row_labels(draw, geo: GridGeometry, rows: Sequence[tuple[str, ...]], thumb: int, font) -> None:
+    x, line = PAD, FONT_SIZE + 3
+    for level, width in enumerate(geo.label_widths):
+        for first, last, label in _spans(rows, level):
+            y0, y1 = geo.top + geo.ys[first], geo.top + geo.ys[last] + thumb
+            lines = _wrap(str(label), width - 2 * PAD, font.getlength)
+            room = max(1, (y1 - y0) // line)
+            if len(lines) > room:
+                lines = [*lines[: room - 1], _fit(lines[room - 1] + " \u2026", width - 2 * PAD, font.getlength)]
+            top = (y0 + y1 - len(lines) * line) / 2
+            for i, text in enumerate(lines):
+                draw.text((x, top + i * line), text, fill=INK, font=font)
+            draw.line([(x + width - PAD / 2, y0), (x + width - PAD / 2, y1)], fill=RULE)
+        x += width
+
+
+def _cell(image, draw, path: Path | None, box: tuple[int, int], thumb: int, font) -> None:
+    """One cell: the image shrunk and centred, or a frame (no image), 'missing' or 'unreadable'."""
+    from PIL import Image
+
+    corner = (box[0] + thumb - 1, box[1] + thumb - 1)
+    if path is None:
+        draw.rectangle([box, corner], outline=EMPTY)
+        return
+    try:
+        with Image.open(path) as picture:
+            picture = picture.convert("RGB")
+            picture.thumbnail((thumb, thumb), Image.Resampling.LANCZOS)
+    except FileNotFoundError:
+        draw.rectangle([box, corner], fill=EMPTY)
+        draw.text((box[0] + PAD, box[1] + PAD), _fit("missing", thumb - 2 * PAD, font.getlength), fill=INK, font=font)
+        return
+    except OSError:
+        draw.rectangle([box, corner], outline=BAD)
+        draw.text((box[0] + PAD, box[1] + PAD), _fit("unreadable", thumb - 2 * PAD, font.getlength), fill=BAD,
+                  font=font)
+        return
+    image.paste(picture, (box[0] + (thumb - picture.width) // 2, box[1] + (thumb - picture.height) // 2))
 
 
 def as_jpeg(png: bytes, max_width: int = 1400) -> bytes:

@@ -233,7 +233,8 @@ def _run_samples(view: RunView) -> list:
     grid = {
         (r, c): cells[(pt, q)].path for r, q in enumerate(prompts) for c, pt in enumerate(points) if (pt, q) in cells
     }
-    data = plots.sample_grid([prompt_label(view.prompts, q) for q in prompts], [point_label(p) for p in points], grid)
+    data, _ = plots.thumbnail_grid([prompt_label(view.prompts, q) for q in prompts], [point_label(p) for p in points],
+                                   grid)
     return [Image("plots/samples.jpg", data, "Sample grid", f"rows: prompts; columns: sample points{note}")]
 
 

@@ -11,10 +11,14 @@ runs/<recipe>/<UTC YYYYmmddTHHMMSSZ>-<6 hex>/
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import secrets
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+import socket
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -27,7 +31,8 @@ from wrapper.recipe import FAMILIES
 if TYPE_CHECKING:
     import pandas as pd
 
-State = Literal["queued", "running", "succeeded", "failed", "interrupted"]
+State = Literal["queued", "running", "succeeded", "failed", "interrupted", "lost"]
+ACTIVE = ("queued", "running")  # states that need an owner alive: without one a run is "lost"
 STATUS, RECIPE, RUN, COMMAND, ENVIRONMENT, MANIFEST, RESUME, LOG = (
     "status.json",
     "recipe.json",
@@ -38,6 +43,7 @@ STATUS, RECIPE, RUN, COMMAND, ENVIRONMENT, MANIFEST, RESUME, LOG = (
     "resume.json",
     "train.log",
 )
+LOCK = "run.lock"
 LOGS, OUTPUT, PLOTS, GENERATIONS = "logs", "output", "plots", "generations"
 GENERATION_INDEX, GENERATION_PAGE = "index.json", "generation.html"
 #: Files gaze writes into every run folder it creates: any one of them marks a run folder.
@@ -66,6 +72,8 @@ class RunInfo:
     dataset_source: str = ""
     image_dir: str = ""
     gpus: int = 1
+    threads: int = 1  # CPU threads per process
+    mixed_precision: str = "no"  # the launcher's copy of the recipe's value
     script: str = ""
     max_train_steps: int = 0
     tokenizer_cache_dir: str | None = None
@@ -113,7 +121,59 @@ def _record(path: Path, cls: type, data: Any) -> Any:
 
 
 def read_status(run_dir: Path) -> Status:
-    return _record(run_dir / STATUS, Status, read_json(run_dir / STATUS))
+    """status.json, with a queued or running run whose gaze process is gone shown as "lost"."""
+    status = _record(run_dir / STATUS, Status, read_json(run_dir / STATUS))
+    if status.state in ACTIVE and holder(run_dir) is None:
+        return replace(status, state="lost", message="the gaze process that ran it is gone (killed, or its machine "
+                       "stopped); `gaze resume` continues from the newest saved state")
+    return status
+
+
+@contextmanager
+def run_lock(run_dir: Path, *, purpose: str, shared: bool = False) -> Iterator[int]:
+    """Hold the run's lock while training (exclusive) or reading its LoRAs (shared); yields its fd.
+
+    The kernel releases it when its last holder exits, however it exits, so a lock never outlives
+    the processes that hold it (pass the fd to a child to keep it held until the child ends).
+    """
+    path = Path(run_dir) / LOCK
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = holder(run_dir) or "another process"
+            raise RunError(f"{run_dir} is in use by {owner}; wait for it to finish or stop it first") from None
+        if not shared:
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "purpose": purpose,
+                                     "since": utc_now()}).encode())
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def holder(run_dir: Path) -> str | None:
+    """Who holds the run's lock ("pid 123 on host, training since ..."), or None when nobody does."""
+    path = Path(run_dir) / LOCK
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # shared: a probe never blocks a reader
+        except BlockingIOError:
+            try:
+                info = json.loads(os.pread(fd, 4096, 0) or b"{}")
+            except ValueError:
+                info = {}
+            if not isinstance(info, dict) or "pid" not in info:
+                return "a gaze process"
+            return f"pid {info.get('pid')} on {info.get('host')} ({info.get('purpose')} since {info.get('since')})"
+        return None
+    finally:
+        os.close(fd)
 
 
 def write_status(run_dir: Path, status: Status) -> None:
@@ -126,9 +186,16 @@ def read_run_info(run_dir: Path) -> RunInfo:
     if not path.is_file():
         raise RunError(f"{run_dir}: not a run directory (no {RUN}); expected runs/<recipe>/<stamp>/")
     info = _record(path, RunInfo, read_json(path))
+    for key in ("model", "output_name", "family", "sd_scripts", "script", "mixed_precision"):
+        if not isinstance(getattr(info, key), str):
+            raise RunError(f"{path}: key {key!r} must be a string")
     for key in ("model", "output_name", "family"):
-        if not isinstance(getattr(info, key), str) or not getattr(info, key):
-            raise RunError(f"{path}: key {key!r} must be a non-empty string")
+        if not getattr(info, key):
+            raise RunError(f"{path}: key {key!r} must not be empty")
+    for key in ("gpus", "threads", "max_train_steps"):
+        value = getattr(info, key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "max_train_steps" else 1):
+            raise RunError(f"{path}: key {key!r} is {value!r}; expected a positive integer")
     if info.family not in FAMILIES:
         raise RunError(f"{path}: key 'family' is {info.family!r}; expected one of {', '.join(FAMILIES)}")
     return info
@@ -228,6 +295,23 @@ def list_checkpoints(run_dir: Path, output_name: str) -> dict[str, tuple[int | N
         else:
             others[path.stem] = (None, path)
     return {**dict(sorted(steps, key=lambda item: item[1][0])), **final, **others}
+
+
+def log_tail(run_dir: Path, lines: int = 15) -> list[str]:
+    """The last lines the trainer printed ([] before it printed anything)."""
+    path = Path(run_dir) / LOG
+    if not path.is_file():
+        return []
+    return path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+
+
+def find_run(text: str, runs_dir: Path) -> Path:
+    """A run as the user names it: a path, or a recipe folder under the runs folder (`sd15-standard`)."""
+    path = Path(text)
+    if path.exists():
+        return path
+    candidate = Path(runs_dir) / text
+    return candidate if candidate.exists() else path
 
 
 def is_run_dir(path: Path) -> bool:

@@ -11,7 +11,7 @@ from wrapper.files import write_json
 from wrapper.kohya import outputs
 from wrapper.kohya.argv import resume_args
 from wrapper.runs import layout as runs
-from wrapper.runs.train import Log, Outcome, launch
+from wrapper.runs.train import Log, Outcome, launch, launch_argv
 
 
 def plan_resume(run_dir: Path) -> tuple[int, Path, list[str]]:
@@ -34,8 +34,7 @@ def plan_resume(run_dir: Path) -> tuple[int, Path, list[str]]:
             f"the newest state {state.name} is at step {step}, the end of the run "
             f"({info.max_train_steps} steps); nothing to resume"
         )
-    argv = runs.read_json(run_dir / runs.COMMAND)["argv"]
-    return step, state, [*argv, *resume_args(state)]
+    return step, state, [*launch_argv(run_dir), *resume_args(state)]
 
 
 def set_aside_later_files(run_dir: Path, step: int) -> list[Path]:
@@ -80,13 +79,17 @@ def continuity(run_dir: Path, resumed_from: int) -> str:
 def resume_run(run_dir: Path, *, log: Log = print, on_line: Log = print) -> Outcome:
     """Continue `run_dir` from its newest state, in the same run directory."""
     begin = time.monotonic()
-    step, state, argv = plan_resume(run_dir)
-    moved = set_aside_later_files(run_dir, step)
-    if moved:
-        log(f"set aside {len(moved)} file(s) saved after step {step} in {moved[0].parent.name}/")
-    log(f"resuming {run_dir} from {state.name} (step {step})")
-    checkout = Path(runs.read_run_info(run_dir).sd_scripts)
-    outcome = launch(run_dir, argv, checkout, on_line, launches=runs.read_status(run_dir).launches + 1)
+    if not runs.is_run_dir(run_dir):
+        raise RunError(f"{run_dir} is not a gaze run directory (no recipe.json / run.json)")
+    with runs.run_lock(run_dir, purpose="training (resumed)") as lock_fd:
+        step, state, argv = plan_resume(run_dir)
+        moved = set_aside_later_files(run_dir, step)
+        if moved:
+            log(f"set aside {len(moved)} file(s) saved after step {step} in {moved[0].parent.name}/")
+        log(f"resuming {run_dir} from {state.name} (step {step})")
+        checkout = Path(runs.read_run_info(run_dir).sd_scripts)
+        launches = runs.read_status(run_dir).launches + 1
+        outcome = launch(run_dir, argv, checkout, on_line, launches=launches, lock_fd=lock_fd)
     note = continuity(run_dir, step)
     write_json(
         run_dir / runs.RESUME,

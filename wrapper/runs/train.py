@@ -18,15 +18,15 @@ from typing import Any
 from wrapper.errors import ConfigError, DatasetError, RunError, collect
 from wrapper.files import write_atomic, write_json
 from wrapper.kohya import argv as kohya_argv
-from wrapper.kohya import configs, interface, models, outputs, rules
+from wrapper.kohya import configs, interface, models, outputs
 from wrapper.kohya.checkout import trainer_env, trainer_python
 from wrapper.kohya.failures import Failure, classify
-from wrapper.kohya.render import Places
+from wrapper.kohya.render import SCRIPTS, Places
 from wrapper.launch import run_streaming
 from wrapper.recipe import Recipe, evolve
-from wrapper.settings import PREPARED, Settings, dataset_for, model_for
 from wrapper.runs import layout as runs
 from wrapper.runs import provenance
+from wrapper.settings import PREPARED, Settings, dataset_for, model_for
 
 Log = Callable[[str], None]
 
@@ -57,9 +57,18 @@ def request_for(
     threads: int | None = None,
 ) -> RunRequest:
     """A recipe's machine paths: the command line's, else the settings'."""
+    chosen = model_for(settings, recipe.checkpoint_name, model, wanted_by=f"recipe {recipe.name!r}")
+    own = settings.models.get(recipe.family)
+    if recipe.base_model != "default" and (recipe.base_model == recipe.family or
+                                           (own is not None and own.resolve() == chosen.resolve())):
+        raise ConfigError(
+            f"recipe {recipe.name!r} asks for a deliberately mismatched base, but {chosen} is the {recipe.family} "
+            f"checkpoint it would train on anyway; name another checkpoint (mismatched-base=NAME, NAME under "
+            "[models] in gaze.toml)"
+        )
     return RunRequest(
         dataset=dataset_for(settings, dataset),
-        model=model_for(settings, recipe.checkpoint_name, model, wanted_by=f"recipe {recipe.name!r}"),
+        model=chosen,
         runs_dir=Path(runs_dir) if runs_dir else settings.runs_dir,
         cache_dir=settings.cache_dir,
         checkout=checkout,
@@ -81,7 +90,7 @@ class Outcome:
 def check_model(recipe: Recipe, model: Path) -> Recipe:
     """Refuse a checkpoint of the wrong family unless the recipe asks for a mismatch deliberately."""
     family = models.checkpoint_family(model)
-    if family is None or family == recipe.family:
+    if family == recipe.family:
         return recipe
     names = models.CHECKPOINT_FAMILIES
     if recipe.base_model == "default":
@@ -179,7 +188,19 @@ def threads_for(request: RunRequest, device: dict[str, Any]) -> int:
 
 
 def absolute(request: RunRequest) -> RunRequest:
-    """The request with every path absolute: sd-scripts runs in its checkout, not here."""
+    """The request with every path absolute (sd-scripts runs in its checkout, not here) and writable
+    into sd-scripts' UTF-8 TOML files."""
+    paths = {"--dataset": request.dataset, "--model": request.model, "--runs-dir": request.runs_dir,
+             "cache_dir": request.cache_dir, "tokenizer_cache_dir": request.tokenizer_cache_dir}
+    for option, path in paths.items():
+        try:
+            str(path).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ConfigError(f"{option} {os.fsencode(path)!r} is not valid UTF-8: sd-scripts reads paths from "
+                              "UTF-8 TOML files; rename the file or folder") from None
+    for option, folder in (("--runs-dir", request.runs_dir), ("cache_dir", request.cache_dir)):
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(f"{option} {folder} is a file; expected a folder (or a path where one can be made)")
     tokenizers = request.tokenizer_cache_dir
     return dataclasses.replace(
         request, dataset=request.dataset.resolve(), model=request.model.resolve(),
@@ -240,33 +261,21 @@ def _write_run(recipe: Recipe, request: RunRequest, places: Places, log: Log) ->
     dataset_file = run_dir / configs.DATASET_FILE
     write_atomic(dataset_file, draft.texts()[configs.DATASET_FILE])
     log("asking sd-scripts to check the configs and the device")
-    facts, schema_errors, device = interface.preflight(request.checkout, dataset_file)
+    facts, schema_verdicts, device = interface.preflight(request.checkout, dataset_file)
     check_version(facts, request.checkout)
-    collect(
-        [f"{dataset_file}: {e}" for e in schema_errors] + device_problems(recipe, device, request),
-        ConfigError,
-        "sd-scripts would refuse this run",
-    )
+    collect(device_problems(recipe, device, request), ConfigError, "sd-scripts would refuse this run")
     resolved = dataclasses.replace(
         places,
         attention=resolve_attention(recipe, device),
         gradient_checkpointing=resolve_checkpointing(recipe, device),
     )
     rendered = configs.render(recipe, resolved, run_dir)
-    flat = interface.flatten(rendered.arguments)
-    problems = interface.argument_problems(flat, facts["scripts"][rendered.script], str(run_dir / "config.toml"))
-    problems += rules.config_problems(flat, rendered.dataset, rendered.script)
+    problems = configs.problems(rendered.script, rendered.arguments, rendered.dataset, facts=facts,
+                                schema_verdicts=schema_verdicts, where=run_dir)
     collect(problems, ConfigError, "the rendered configs are not valid for sd-scripts")
     for name, text in rendered.texts().items():
         write_atomic(run_dir / name, text)
-    argv = kohya_argv.accelerate_argv(
-        trainer_python(),
-        rendered.script,
-        run_dir / configs.ARGUMENTS_FILE,
-        mixed_precision=recipe.training.mixed_precision,
-        threads=threads_for(request, device),
-        gpus=request.gpus,
-    )
+    threads = threads_for(request, device)
     runs.write_recipe_record(
         run_dir,
         runs.RecipeRecord(
@@ -291,10 +300,13 @@ def _write_run(recipe: Recipe, request: RunRequest, places: Places, log: Log) ->
             dataset_source=str(request.dataset),
             image_dir=str(places.image_dir),
             gpus=request.gpus,
+            threads=threads,
+            mixed_precision=recipe.training.mixed_precision,
             script=rendered.script,
             max_train_steps=recipe.training.max_train_steps,
         ),
     )
+    argv = launch_argv(run_dir)
     write_json(run_dir / runs.COMMAND, {"argv": argv, "cwd": str(request.checkout)})
     environment = provenance.environment(request.checkout, device)
     pin = interface.committed_interface()["sd_scripts"]
@@ -306,15 +318,41 @@ def _write_run(recipe: Recipe, request: RunRequest, places: Places, log: Log) ->
     return argv
 
 
-def launch(run_dir: Path, argv: list[str], checkout: Path, on_line: Log, *, launches: int) -> Outcome:
-    """Run the trainer in `run_dir` and judge the result by its outputs, not only its exit code."""
+def launch_argv(run_dir: Path) -> list[str]:
+    """The trainer's command line, built from the run's records (never read back from command.json,
+    which is a record for people: a run folder from elsewhere cannot make gaze run anything else)."""
+    info = runs.read_run_info(run_dir)
+    if info.script not in SCRIPTS.values():
+        raise RunError(f"{run_dir / runs.RUN}: key 'script' is {info.script!r}; expected one of "
+                       f"{', '.join(SCRIPTS.values())}")
+    return kohya_argv.accelerate_argv(
+        trainer_python(),
+        info.script,
+        run_dir / configs.ARGUMENTS_FILE,
+        mixed_precision=info.mixed_precision,
+        threads=info.threads,
+        gpus=info.gpus,
+    )
+
+
+def launch(run_dir: Path, argv: list[str], checkout: Path, on_line: Log, *, launches: int,
+           lock_fd: int | None = None) -> Outcome:
+    """Run the trainer in `run_dir` and judge the result by its outputs, not only its exit code.
+
+    The run's lock is held (taken here unless the caller holds it: `lock_fd`) until the trainer's
+    whole process group has ended, even if this process is killed.
+    """
+    if lock_fd is None:
+        with runs.run_lock(run_dir, purpose="training") as fd:
+            return launch(run_dir, argv, checkout, on_line, launches=launches, lock_fd=fd)
     started = runs.utc_now()
     runs.write_status(run_dir, runs.Status("running", started_at=started, launches=launches))
     log_path = run_dir / runs.LOG
     offset = log_path.stat().st_size if log_path.exists() else 0
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"\n=== gaze launch {launches} at {started}: {' '.join(argv)}\n")
-    result = run_streaming(argv, cwd=checkout, env=trainer_env(checkout), log_path=log_path, on_line=on_line)
+    result = run_streaming(argv, cwd=checkout, env=trainer_env(checkout), log_path=log_path, on_line=on_line,
+                           keep_fds=(lock_fd,))
     final = runs.final_lora(run_dir, runs.read_run_info(run_dir).output_name)
     ended = runs.utc_now()
     if result.interrupted:

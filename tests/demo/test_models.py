@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from wrapper.demo import synth
+from wrapper.demo import assets as demo_assets
+from wrapper.demo import cache, models, photos, tokenizers
 from wrapper.errors import DatasetError, GazeError
 
 TINY_TEXT = {
@@ -46,14 +47,14 @@ def tiny_specs(folder: Path) -> Path:
         down_block_types=["DownBlock2D", "CrossAttnDownBlock2D"],
         up_block_types=["CrossAttnUpBlock2D", "UpBlock2D"],
     )  # fmt: skip
-    sd15 = json.loads((synth.SPEC_DIR / "synth-sd15.json").read_text())
+    sd15 = json.loads((models.SPEC_DIR / "synth-sd15.json").read_text())
     sd15["components"] = {
         "unet": ["diffusers", "UNet2DConditionModel", unet],
         "vae": ["diffusers", "AutoencoderKL", TINY_VAE],
         "text_encoder": ["transformers", "CLIPTextModel", TINY_TEXT],
         "scheduler": ["diffusers", "PNDMScheduler", dict(SCHEDULER, skip_prk_steps=True)],
     }
-    sdxl = json.loads((synth.SPEC_DIR / "synth-sdxl.json").read_text())
+    sdxl = json.loads((models.SPEC_DIR / "synth-sdxl.json").read_text())
     sdxl["components"] = {
         "unet": ["diffusers", "UNet2DConditionModel", xl_unet],
         "vae": ["diffusers", "AutoencoderKL", TINY_VAE],
@@ -69,7 +70,7 @@ def tiny_specs(folder: Path) -> Path:
 
 @pytest.fixture
 def tiny(tmp_path, monkeypatch):
-    monkeypatch.setattr(synth, "SPEC_DIR", tiny_specs(tmp_path / "specs"))
+    monkeypatch.setattr(models, "SPEC_DIR", tiny_specs(tmp_path / "specs"))
 
 
 def safetensors_header(path: Path) -> dict:
@@ -97,22 +98,22 @@ def test_byte_alphabet_covers_every_byte_once():
 
 
 def test_merges_are_deterministic_and_make_new_tokens():
-    merges = synth.learn_merges(synth._corpus())
-    assert merges == synth.learn_merges(synth._corpus())
-    assert len(merges) == synth.N_MERGES
+    merges = tokenizers.learn_merges(tokenizers._corpus())
+    assert merges == tokenizers.learn_merges(tokenizers._corpus())
+    assert len(merges) == tokenizers.N_MERGES
     joined = ["".join(m) for m in merges]
     assert len(set(joined)) == len(joined)
-    vocab = synth.clip_vocab(merges)
+    vocab = tokenizers.clip_vocab(merges)
     assert len(vocab) == 512 + len(merges) + 2
     assert vocab["!"] == 0 and vocab["!</w>"] == 256
-    assert (vocab[synth.BOS], vocab[synth.EOS]) == (len(vocab) - 2, len(vocab) - 1)
+    assert (vocab[tokenizers.BOS], vocab[tokenizers.EOS]) == (len(vocab) - 2, len(vocab) - 1)
 
 
 def test_tokenizers_load_with_transformers(tmp_path):
     transformers = pytest.importorskip("transformers")
-    cache = synth.build_tokenizers(tmp_path / "tok")
-    assert sorted(p.name for p in cache.iterdir()) == sorted([synth.TOKENIZER_G, synth.TOKENIZER_L])
-    for name, pad in ((synth.TOKENIZER_L, "eos"), (synth.TOKENIZER_G, 0)):
+    cache = tokenizers.build_tokenizers(tmp_path / "tok")
+    assert sorted(p.name for p in cache.iterdir()) == sorted([tokenizers.TOKENIZER_G, tokenizers.TOKENIZER_L])
+    for name, pad in ((tokenizers.TOKENIZER_L, "eos"), (tokenizers.TOKENIZER_G, 0)):
         tok = transformers.CLIPTokenizer.from_pretrained(cache / name)
         assert len(tok) == 704 and tok.model_max_length == 77
         assert (tok.bos_token_id, tok.eos_token_id) == (702, 703)
@@ -126,23 +127,23 @@ def test_tokenizers_load_with_transformers(tmp_path):
 
 
 def test_build_tokenizers_is_idempotent_and_deterministic(tmp_path):
-    first = synth.build_tokenizers(tmp_path / "a")
-    vocab = first / synth.TOKENIZER_L / "vocab.json"
+    first = tokenizers.build_tokenizers(tmp_path / "a")
+    vocab = first / tokenizers.TOKENIZER_L / "vocab.json"
     stamp = vocab.stat().st_mtime_ns
-    synth.build_tokenizers(first)
+    tokenizers.build_tokenizers(first)
     assert vocab.stat().st_mtime_ns == stamp
-    second = synth.build_tokenizers(tmp_path / "b")
-    for name in (synth.TOKENIZER_L, synth.TOKENIZER_G):
+    second = tokenizers.build_tokenizers(tmp_path / "b")
+    for name in (tokenizers.TOKENIZER_L, tokenizers.TOKENIZER_G):
         for f in ("vocab.json", "merges.txt", "tokenizer_config.json"):
             assert (first / name / f).read_bytes() == (second / name / f).read_bytes()
 
 
 def test_build_tokenizers_refuses_a_foreign_folder(tmp_path):
-    foreign = tmp_path / synth.TOKENIZER_L
+    foreign = tmp_path / tokenizers.TOKENIZER_L
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
     with pytest.raises(GazeError, match="refusing to overwrite"):
-        synth.build_tokenizers(tmp_path)
+        tokenizers.build_tokenizers(tmp_path)
     assert (foreign / "notes.txt").read_text() == "mine"
 
 
@@ -160,7 +161,7 @@ def test_build_tokenizers_refuses_a_foreign_folder(tmp_path):
     ],
 )
 def test_init_rule(name, shape, rule):
-    assert synth.init_rule(name, shape) == pytest.approx(rule)
+    assert models.init_rule(name, shape) == pytest.approx(rule)
 
 
 def test_random_safetensors_stream_is_valid_and_deterministic(tmp_path):
@@ -169,8 +170,8 @@ def test_random_safetensors_stream_is_valid_and_deterministic(tmp_path):
 
     shapes = {"b.weight": (8, 3, 3, 3), "a.bias": (8,), "n.weight": (5,), "e.token_embedding.weight": (10, 4)}
     for dtype in ("float16", "bfloat16", "float32"):
-        one = synth.write_random_safetensors(tmp_path / f"1{dtype}", shapes, seed=3, dtype=dtype)
-        two = synth.write_random_safetensors(tmp_path / f"2{dtype}", shapes, seed=3, dtype=dtype)
+        one = models.write_random_safetensors(tmp_path / f"1{dtype}", shapes, seed=3, dtype=dtype)
+        two = models.write_random_safetensors(tmp_path / f"2{dtype}", shapes, seed=3, dtype=dtype)
         assert one.read_bytes() == two.read_bytes()
         with safe_open(one, "pt") as f:
             assert f.metadata() == {"format": "pt"}
@@ -179,7 +180,7 @@ def test_random_safetensors_stream_is_valid_and_deterministic(tmp_path):
         assert all(t.dtype == getattr(torch, dtype) for t in tensors.values())
         assert tensors["a.bias"].eq(0).all() and tensors["n.weight"].eq(1).all()
         assert 0 < tensors["b.weight"].abs().max() <= 1 / math.sqrt(27) + 1e-3
-    other = synth.write_random_safetensors(tmp_path / "other", shapes, seed=4, dtype="float32")
+    other = models.write_random_safetensors(tmp_path / "other", shapes, seed=4, dtype="float32")
     assert other.read_bytes() != (tmp_path / "1float32").read_bytes()
 
 
@@ -188,8 +189,8 @@ def test_random_safetensors_stream_is_valid_and_deterministic(tmp_path):
 
 def test_tiny_sd15_loads_and_generates_with_diffusers(tiny, tmp_path):
     diffusers = pytest.importorskip("diffusers")
-    dest = synth.build_sd15(tmp_path / "sd15")
-    assert json.loads((dest / synth.MARKER).read_text())["dtype"] == "float32"
+    dest = models.build_sd15(tmp_path / "sd15")
+    assert json.loads((dest / cache.MARKER).read_text())["dtype"] == "float32"
     pipe = diffusers.StableDiffusionPipeline.from_pretrained(dest)
     assert pipe.tokenizer.eos_token_id == 703
     image = pipe("a coat", num_inference_steps=1, height=16, width=16, output_type="np").images[0]
@@ -198,7 +199,7 @@ def test_tiny_sd15_loads_and_generates_with_diffusers(tiny, tmp_path):
 
 def test_tiny_sdxl_loads_and_generates_with_diffusers(tiny, tmp_path):
     diffusers = pytest.importorskip("diffusers")
-    dest = synth.build_sdxl(tmp_path / "sdxl")
+    dest = models.build_sdxl(tmp_path / "sdxl")
     assert (
         safetensors_header(dest / "unet" / "diffusion_pytorch_model.safetensors")["conv_in.weight"]["dtype"] == "BF16"
     )
@@ -210,13 +211,13 @@ def test_tiny_sdxl_loads_and_generates_with_diffusers(tiny, tmp_path):
 
 def test_build_model_is_idempotent_and_rebuilds_on_new_parameters(tiny, tmp_path):
     pytest.importorskip("diffusers")
-    weights = synth.build_sd15(tmp_path / "m") / "unet" / "diffusion_pytorch_model.safetensors"
+    weights = models.build_sd15(tmp_path / "m") / "unet" / "diffusion_pytorch_model.safetensors"
     first, stamp = weights.read_bytes(), weights.stat().st_mtime_ns
-    synth.build_sd15(tmp_path / "m")
+    models.build_sd15(tmp_path / "m")
     assert weights.stat().st_mtime_ns == stamp
-    synth.build_sd15(tmp_path / "m", seed=1)
+    models.build_sd15(tmp_path / "m", seed=1)
     assert weights.read_bytes() != first
-    assert json.loads((tmp_path / "m" / synth.MARKER).read_text())["seed"] == 1
+    assert json.loads((tmp_path / "m" / cache.MARKER).read_text())["seed"] == 1
     assert not list(tmp_path.glob(".m.tmp*"))
 
 
@@ -225,7 +226,7 @@ def test_build_model_refuses_a_foreign_folder(tiny, tmp_path):
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "model.ckpt").write_text("someone's model")
     with pytest.raises(GazeError, match="refusing to overwrite"):
-        synth.build_sd15(tmp_path / "m")
+        models.build_sd15(tmp_path / "m")
     assert (tmp_path / "m" / "model.ckpt").read_text() == "someone's model"
 
 
@@ -235,33 +236,33 @@ def test_failed_build_leaves_nothing_behind(tiny, tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(synth, "write_random_safetensors", fail)
+    monkeypatch.setattr(models, "write_random_safetensors", fail)
     with pytest.raises(RuntimeError):
-        synth.build_sd15(tmp_path / "m")
+        models.build_sd15(tmp_path / "m")
     assert list(tmp_path.iterdir()) == [tmp_path / "specs"]
 
 
 def test_ensure_demo_assets_builds_once(tiny, tmp_path):
     pytest.importorskip("diffusers")
     lines: list[str] = []
-    assets = synth.ensure_demo_assets(tmp_path / "cache", "sdxl", log=lines.append)
-    assert assets == synth.DemoAssets(
+    assets = demo_assets.ensure_demo_assets(tmp_path / "cache", "sdxl", log=lines.append)
+    assert assets == demo_assets.DemoAssets(
         tmp_path / "cache" / "tokenizers",
         tmp_path / "cache" / "models" / "sdxl-random",
         tmp_path / "cache" / "datasets" / "synth-fashion",
     )
-    assert (assets.tokenizer_cache_dir / synth.TOKENIZER_G / "vocab.json").is_file()
+    assert (assets.tokenizer_cache_dir / tokenizers.TOKENIZER_G / "vocab.json").is_file()
     assert (assets.model_path / "text_encoder_2" / "model.safetensors").is_file()
     assert len(list(assets.dataset_dir.glob("*.png"))) == 8
     assert any("building" in line for line in lines)
     again: list[str] = []
-    assert synth.ensure_demo_assets(tmp_path / "cache", "sdxl", log=again.append) == assets
+    assert demo_assets.ensure_demo_assets(tmp_path / "cache", "sdxl", log=again.append) == assets
     assert not any("building" in line for line in again) and len(again) == 3
 
 
 def test_ensure_demo_assets_rejects_unknown_family(tmp_path):
     with pytest.raises(GazeError, match="sd15, sdxl"):
-        synth.ensure_demo_assets(tmp_path, "sd21", log=lambda _: None)
+        demo_assets.ensure_demo_assets(tmp_path, "sd21", log=lambda _: None)
     assert not tmp_path.joinpath("tokenizers").exists()
 
 
@@ -271,7 +272,7 @@ def test_ensure_demo_assets_rejects_unknown_family(tmp_path):
 def test_dataset_images_and_captions(tmp_path):
     from PIL import Image
 
-    dest = synth.synth_dataset(tmp_path / "data", n=6)
+    dest = photos.synth_dataset(tmp_path / "data", n=6)
     pngs = sorted(dest.glob("*.png"))
     assert [p.stem for p in pngs] == [f"{i:03d}" for i in range(6)]
     sizes = [Image.open(p).size for p in pngs]
@@ -287,50 +288,50 @@ def test_dataset_images_and_captions(tmp_path):
 
 def test_long_captions_exceed_75_tokens(tmp_path):
     transformers = pytest.importorskip("transformers")
-    cache = synth.build_tokenizers(tmp_path / "tok")
-    tok = transformers.CLIPTokenizer.from_pretrained(cache / synth.TOKENIZER_L)
-    counts = [len(tok(synth.caption(i)).input_ids) - 2 for i in range(8)]
+    cache = tokenizers.build_tokenizers(tmp_path / "tok")
+    tok = transformers.CLIPTokenizer.from_pretrained(cache / tokenizers.TOKENIZER_L)
+    counts = [len(tok(photos.caption(i)).input_ids) - 2 for i in range(8)]
     assert [c > 75 for c in counts] == [i % 4 == 3 for i in range(8)]
 
 
 def test_dataset_is_deterministic_and_idempotent(tmp_path):
-    a = synth.synth_dataset(tmp_path / "a", n=3, sizes=((64, 96),))
-    b = synth.synth_dataset(tmp_path / "b", n=3, sizes=((64, 96),))
+    a = photos.synth_dataset(tmp_path / "a", n=3, sizes=((64, 96),))
+    b = photos.synth_dataset(tmp_path / "b", n=3, sizes=((64, 96),))
     files = sorted(p.name for p in a.iterdir())
     assert files == sorted(p.name for p in b.iterdir())
     assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
     stamp = (a / "000.png").stat().st_mtime_ns
-    synth.synth_dataset(a, n=3, sizes=((64, 96),))
+    photos.synth_dataset(a, n=3, sizes=((64, 96),))
     assert (a / "000.png").stat().st_mtime_ns == stamp
-    c = synth.synth_dataset(tmp_path / "c", n=3, seed=1, sizes=((64, 96),))
+    c = photos.synth_dataset(tmp_path / "c", n=3, seed=1, sizes=((64, 96),))
     assert (c / "000.png").read_bytes() != (a / "000.png").read_bytes()
 
 
 def test_dataset_replaces_its_own_folder_when_parameters_change(tmp_path):
-    dest = synth.synth_dataset(tmp_path / "d", n=4, sizes=((64, 64),))
+    dest = photos.synth_dataset(tmp_path / "d", n=4, sizes=((64, 64),))
     (dest / "000_0064x0064_sd.npz").write_bytes(b"latent cache")
-    synth.synth_dataset(dest, n=2, sizes=((64, 64),))
-    assert sorted(p.name for p in dest.iterdir()) == ["000.png", "000.txt", "001.png", "001.txt", synth.MARKER]
+    photos.synth_dataset(dest, n=2, sizes=((64, 64),))
+    assert sorted(p.name for p in dest.iterdir()) == ["000.png", "000.txt", "001.png", "001.txt", cache.MARKER]
 
 
 def test_dataset_refuses_a_foreign_folder(tmp_path):
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "holiday.jpg").write_bytes(b"\xff\xd8")
     with pytest.raises(DatasetError, match="photos.*refusing"):
-        synth.synth_dataset(tmp_path / "photos")
+        photos.synth_dataset(tmp_path / "photos")
     assert [p.name for p in (tmp_path / "photos").iterdir()] == ["holiday.jpg"]
 
 
 def test_dataset_fills_an_empty_folder(tmp_path):
     (tmp_path / "empty").mkdir()
-    assert len(list(synth.synth_dataset(tmp_path / "empty", n=2).glob("*.txt"))) == 2
+    assert len(list(photos.synth_dataset(tmp_path / "empty", n=2).glob("*.txt"))) == 2
 
 
 def test_leftovers_of_a_killed_build_are_removed(tmp_path):
     stale = tmp_path / ".d.tmp999999999"
     stale.mkdir()
     (stale / "000.png").write_bytes(b"half written")
-    synth.synth_dataset(tmp_path / "d", n=1)
+    photos.synth_dataset(tmp_path / "d", n=1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
 
 
@@ -357,7 +358,7 @@ def sd_scripts_env() -> dict[str, str]:
     return trainer_env(Path(os.environ["SD_SCRIPTS_DIR"]))
 
 
-def train_argv(family: str, assets: synth.DemoAssets, out: Path) -> list[str]:
+def train_argv(family: str, assets: demo_assets.DemoAssets, out: Path) -> list[str]:
     dataset = out / "dataset.toml"
     dataset.write_text(
         "[general]\nresolution = 128\nenable_bucket = true\nmin_bucket_reso = 64\nmax_bucket_reso = 256\n"
@@ -386,9 +387,9 @@ def trained(heavy_cache, tmp_path_factory):
     """Train each family once for one step; return (assets, output folder, completed process)."""
     runs: dict[str, tuple] = {}
 
-    def run(family: str) -> tuple[synth.DemoAssets, Path, subprocess.CompletedProcess]:
+    def run(family: str) -> tuple[demo_assets.DemoAssets, Path, subprocess.CompletedProcess]:
         if family not in runs:
-            assets = synth.ensure_demo_assets(heavy_cache, family)
+            assets = demo_assets.ensure_demo_assets(heavy_cache, family)
             out = tmp_path_factory.mktemp(f"train-{family}")
             done = subprocess.run(train_argv(family, assets, out), cwd=os.environ["SD_SCRIPTS_DIR"],
                                   env=sd_scripts_env(), capture_output=True, text=True, timeout=900)  # fmt: skip
