@@ -4,6 +4,7 @@ place of folders. Every one must end in one clear line, never a hang, a tracebac
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import shutil
 import signal
@@ -148,6 +149,20 @@ def test_audit_ends_on_a_signal_with_one_line(tmp_path, monkeypatch):
     assert error_lines(result.stderr) == [result.stderr.strip()] and "interrupted by SIGTERM" in result.stderr
 
 
+def test_a_worker_killed_from_outside_is_one_clear_error(busy_source, tmp_path):
+    workers = []
+
+    def kill_a_worker(done: int, total: int) -> None:
+        if done == 1:
+            workers.extend(multiprocessing.active_children())
+            os.kill(workers[0].pid, signal.SIGKILL)
+
+    plan = Plan(Geometry("stretch", size=(2048, 2048)), format="png")
+    with pytest.raises(DatasetError, match="a worker process died while rendering"):
+        prepare(busy_source, plan, tmp_path / "cache", workers=2, progress=kill_a_worker)
+    assert list((tmp_path / "cache").iterdir()) == [] and not any(w.is_alive() for w in workers)
+
+
 # --- files that are not files ---------------------------------------------------------------------
 
 
@@ -220,6 +235,10 @@ def test_a_dataset_folder_whose_name_is_not_utf8(tmp_path):
     assert json.loads(report.read_text(encoding="utf-8"))["path"].endswith("/d\\xe9j\\xe0")
     prep = invoke("prep", str(src), "--op", "uncropped", "--cache-dir", str(tmp_path / "cache"))
     assert prep.exit_code == 0, prep.output
+    empty = Path(os.fsdecode(os.fsencode(tmp_path) + b"/vide\xe9"))
+    empty.mkdir()
+    assert invoke("audit", str(empty), "--report", str(report)).exit_code == 1
+    assert json.loads(report.read_text(encoding="utf-8"))["problems"][0].startswith(f"{tmp_path}/vide\\xe9: no images")
 
 
 def test_paths_longer_than_the_file_system_allows(tmp_path):

@@ -2,7 +2,9 @@
 
 Children run in their own session (so a terminal's Ctrl-C reaches only us), their output is
 teed line by line to a log file and a callback, and SIGINT/SIGTERM are forwarded to the whole
-process group, escalating to SIGKILL after a grace period.
+process group, escalating to SIGKILL after a grace period. Children may be run from several
+threads at once (a pool of runs): Python delivers signals to the main thread only, so the main
+thread holds `forwarding_signals()` and one signal stops every child group of every thread.
 
 A long-running child never outlives us: on Linux it is started through a small guard (this module
 run as `python -m wrapper.launch guard`) that asks the kernel for a signal when we die, however we
@@ -18,7 +20,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +37,15 @@ class ProcessResult:
     returncode: int
     interrupted: bool
     duration_s: float
+
+    @property
+    def stopped_by_signal(self) -> bool:
+        """Stopped by us (a forwarded Ctrl-C/SIGTERM) or by whoever sent its group SIGINT/SIGTERM."""
+        return self.interrupted or self.returncode in STOP_EXIT_CODES
+
+
+#: How a child stopped by SIGINT or SIGTERM exits: killed by it (the guard reports 128 + N) or as Popen says.
+STOP_EXIT_CODES = frozenset(code for s in FORWARDED_SIGNALS for code in (128 + s, -s))
 
 
 class _GroupStopper:
@@ -67,6 +79,44 @@ class _GroupStopper:
             pass
 
 
+class _Children:
+    """Every child group run_streaming runs, in any thread, so that one signal stops them all."""
+
+    lock = threading.RLock()  # re-entrant: the signal handler runs in the main thread, which may hold it
+    running: set[_GroupStopper] = set()
+    stopped: int | None = None  # the signal that arrived inside the current forwarding_signals()
+    forwarding = False
+
+
+def _stop_children(signum: int) -> None:
+    with _Children.lock:
+        _Children.stopped = signum
+        for stopper in list(_Children.running):
+            stopper.request(signum)
+
+
+@contextmanager
+def forwarding_signals() -> Iterator[None]:
+    """While inside (main thread), SIGINT/SIGTERM stop every child group run_streaming runs in any
+    thread, and a child not yet started when the signal came is never started. Nests; elsewhere a no-op."""
+    if _Children.forwarding or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, lambda signum, _frame: _stop_children(signum)) for s in FORWARDED_SIGNALS}
+    _Children.forwarding, _Children.stopped = True, None
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        _Children.forwarding, _Children.stopped = False, None
+
+
+def stop_requested() -> int | None:
+    """The signal that asked every child to stop (inside forwarding_signals()), else None."""
+    return _Children.stopped
+
+
 def _split_lines(buffer: bytes) -> tuple[list[bytes], bytes]:
     """Split on newlines and carriage returns (progress bars redraw with \\r); keep the tail."""
     parts = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
@@ -82,33 +132,45 @@ def run_streaming(
     on_line: Callable[[str], None] | None = None,
     grace_s: float = 20.0,
     keep_fds: Sequence[int] = (),
+    on_start: Callable[[int], None] | None = None,
 ) -> ProcessResult:
     """Run argv to completion, appending its combined output to log_path and feeding on_line.
 
-    Ctrl-C or SIGTERM sent to this process is forwarded to the child's process group; the
-    result then has `interrupted=True`. If this process dies, the guard stops the child's group.
-    `keep_fds` (a run's lock) stay open in the guard until the whole group has ended.
+    Ctrl-C or SIGTERM sent to this process is forwarded to the child's process group (from any
+    thread when the main thread is inside forwarding_signals()); the result then has
+    `interrupted=True`. If this process dies, the guard stops the child's group. `keep_fds` (a
+    run's lock) stay open in the guard until the whole group has ended. `on_start` gets the
+    child's process group id (the guard's pid) once it runs.
+
+    Run from a thread other than the main one, that thread must stay in here while the child
+    runs (it does): the kernel's parent-death signal follows the thread that started the guard.
     """
     start = time.monotonic()
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            guarded(argv, grace_s, log_path),
-            cwd=cwd,
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            pass_fds=tuple(keep_fds),
-        )
-        stopper = _GroupStopper(proc, grace_s)
-        previous = _install_forwarding(stopper)
+    with forwarding_signals(), open(log_path, "ab") as log:
+        with _Children.lock:
+            if _Children.stopped is not None:  # a stop came while this run was being prepared
+                return ProcessResult(128 + _Children.stopped, True, 0.0)
+            proc = subprocess.Popen(
+                guarded(argv, grace_s, log_path),
+                cwd=cwd,
+                env=dict(env),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                pass_fds=tuple(keep_fds),
+            )
+            stopper = _GroupStopper(proc, grace_s)
+            _Children.running.add(stopper)
         try:
+            if on_start:
+                on_start(proc.pid)
             _pump(proc, log, on_line)
             returncode = proc.wait()
         finally:
-            _restore(previous)
+            with _Children.lock:
+                _Children.running.discard(stopper)
             if proc.poll() is None:  # we are leaving because of an exception: never orphan the child
                 stopper.request(signal.SIGTERM)
                 proc.wait()
@@ -131,20 +193,6 @@ def _pump(proc: subprocess.Popen, log, on_line: Callable[[str], None] | None) ->
                 on_line(line.decode("utf-8", "replace"))
     if pending and on_line:
         on_line(pending.decode("utf-8", "replace"))
-
-
-def _install_forwarding(stopper: _GroupStopper) -> dict[int, object]:
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-    previous = {}
-    for signum in FORWARDED_SIGNALS:
-        previous[signum] = signal.signal(signum, lambda s, _frame: stopper.request(s))
-    return previous
-
-
-def _restore(previous: dict[int, object]) -> None:
-    for signum, handler in previous.items():
-        signal.signal(signum, handler)
 
 
 def guarded(argv: Sequence[str], grace_s: float, log_path: Path) -> list[str]:

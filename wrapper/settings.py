@@ -12,19 +12,30 @@ working directory, or the file named by $GAZE_SETTINGS) > built-in default.
     sd15 = "~/models/v1-5-pruned-emaonly.safetensors"
     sdxl = "~/models/sd_xl_base_1.0.safetensors"
     mismatched = "~/models/another-base.safetensors"   # used by the mismatched-base modifier
+    on = "local"                          # GAZE_ON: where queue/sweep runs execute (local or slurm)
+    [slurm]                               # the resources of each run of `--on slurm`
+    partition = "gpu"
+    time_min = 240                        # minutes per run (per attempt: a requeue starts anew)
+    gpus_per_run = 1
+    cpus_per_run = 8
+    mem_gb = 64
+    max_parallel = 8                      # array tasks at once (default: all)
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Literal
 
 from wrapper.errors import DatasetError, GazeError, did_you_mean
 
 PREPARED = "prepared"  # the cache folder of prepared datasets
-KEYS = ("dataset", "runs_dir", "cache_dir", "tokenizer_cache_dir", "models", "recipes")
+KEYS = ("dataset", "runs_dir", "cache_dir", "tokenizer_cache_dir", "models", "recipes", "metrics")
+#: [metrics]: local weights for the metrics that need them (wrapper.generation.learned); never downloaded.
+METRICS_KEYS = ("clip", "clip_arch", "dino", "lpips")
 
 
 @dataclass(frozen=True)
@@ -35,6 +46,7 @@ class Settings:
     tokenizer_cache_dir: Path | None = None
     models: dict[str, Path] = field(default_factory=dict)
     recipes: Path | None = None  # a Python file of the user's own RECIPES / MODIFIERS
+    metrics: dict[str, Path | str] = field(default_factory=dict)  # [metrics]: weight files, clip_arch
     origin: str = "defaults"  # the settings file read, for messages
 
     @property
@@ -81,6 +93,15 @@ def read_settings_file(path: Path, *, required: bool) -> dict:
         if not isinstance(value, str) or not value.strip():
             raise GazeError(f"{path}: [models] {name} = {value!r}; expected the checkpoint's path as a "
                             "non-empty string")
+    metrics = raw.get("metrics", {})
+    if not isinstance(metrics, dict):
+        raise GazeError(f'{path}: metrics = {metrics!r}; expected a [metrics] table of name = "path"')
+    for name, value in metrics.items():
+        if name not in METRICS_KEYS:
+            raise GazeError(f"{path}: [metrics] {name}: unknown key{did_you_mean(name, METRICS_KEYS)}; "
+                            f"expected {', '.join(METRICS_KEYS)}")
+        if not isinstance(value, str) or not value.strip():
+            raise GazeError(f"{path}: [metrics] {name} = {value!r}; expected a non-empty string")
     return raw
 
 
@@ -111,6 +132,8 @@ def load_settings(path: Path | None = None, env: dict[str, str] | None = None) -
         tokenizer_cache_dir=pick("tokenizer_cache_dir"),
         recipes=pick("recipes"),
         models=models,
+        metrics={k: (v if k == "clip_arch" and not v.endswith(".json") else place(v))
+                 for k, v in raw.get("metrics", {}).items()},
         origin=str(path) if path.is_file() else "defaults",
     )
 
@@ -124,7 +147,11 @@ def dataset_for(settings: Settings, override: str | os.PathLike | None) -> Path:
             "no dataset given: pass a folder (--dataset DIR), set GAZE_DATASET, or put "
             f'`dataset = "DIR"` in {settings.file}'
         )
-    if not settings.dataset.is_dir():
+    try:
+        found = settings.dataset.is_dir()
+    except OSError as exc:  # a path longer than the file system allows
+        raise DatasetError(f"dataset folder {settings.dataset} (from {settings.origin}): {exc.strerror}") from None
+    if not found:
         raise DatasetError(f"dataset folder {settings.dataset} (from {settings.origin}) does not exist")
     return settings.dataset
 

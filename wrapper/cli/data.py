@@ -14,11 +14,12 @@ import click
 from wrapper.files import write_atomic
 from wrapper.kohya.models import CHECKPOINT_FAMILIES
 from wrapper.recipe import Buckets, Prep
+from wrapper.recipe.model import MAX_SIDE, MIN_SIDE
 
 # Kept literal so `gaze --help` need not import the preparation code (a test checks they agree).
 OPERATIONS = ("crop-orientation", "uncropped", "stretch", "jpeg-inject")
 FORMATS = ("webp", "png", "bmp")
-SIDES = (64, 8192)  # images.MIN_SIDE, MAX_SIDE: the sizes gaze prepares and trains at, per side
+SIDES = (MIN_SIDE, MAX_SIDE)  # the sizes gaze prepares and trains at, per side
 BOUND = f"each side {SIDES[0]}..{SIDES[1]} px"
 COLOURS = {"white": (255, 255, 255), "black": (0, 0, 0), "grey": (128, 128, 128), "gray": (128, 128, 128)}
 

@@ -9,15 +9,26 @@ Only scalars are kept: `simple_value`, and one-element float tensors (TF2-style 
 
 from __future__ import annotations
 
+import mmap
+import os
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import numpy as np
 
 _LEN = struct.Struct("<Q")
+_HEADER = struct.Struct("<QI")  # a record's length and the masked CRC32C of its 8 bytes
+#: The longest record read. Scalar events take tens of bytes; a longer length field is damage, and is
+#: reported without allocating it.
+MAX_RECORD = 64 << 20
+#: Records are checked and decoded a chunk of the file at a time, so memory stays bounded by the chunk
+#: (plus the rows kept) however large the file is.
+CHUNK = 16 << 20
+Buffer = bytes | bytearray | memoryview | mmap.mmap
 _FLOAT_DTYPES = {1: "f4", 2: "f8", 19: "f2", 14: "bf2"}  # DT_FLOAT, DT_DOUBLE, DT_HALF, DT_BFLOAT16
 _WIDTH = {"f4": 4, "f8": 8, "f2": 2, "bf2": 2}
 
@@ -57,12 +68,24 @@ def masked_crc(data: bytes | memoryview) -> int:
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
-def frame_records(buf: bytes) -> tuple[list[int], int]:
-    """Record offsets following the length fields, and where the walk stopped."""
-    offsets, pos, size, unpack = [], 0, len(buf), _LEN.unpack_from
+def frame_records(buf: Buffer, start: int = 0, until: int | None = None) -> tuple[list[int], int]:
+    """Offsets of the records from `start` on whose headers hold, and where the walk stopped.
+
+    A header holds when its length CRC matches and the length is at most MAX_RECORD and inside the
+    file; the walk stops at the first that does not, at the end of the file, or at the first record
+    that starts at or after `until`. Only the first header of each length needs a CRC call.
+    """
+    size = len(buf)
+    last = min(size - 16, size if until is None else until - 1)  # the last offset a record may start at
+    offsets, pos, unpack, known = [], start, _HEADER.unpack_from, {}
     append = offsets.append
-    while pos + 16 <= size:
-        end = pos + 16 + unpack(buf, pos)[0]
+    while pos <= last:
+        length, crc = unpack(buf, pos)
+        if known.get(length) != crc:
+            if length > MAX_RECORD or masked_crc(_LEN.pack(length)) != crc:
+                break
+            known[length] = crc
+        end = pos + 16 + length
         if end > size:
             break
         append(pos)
@@ -70,43 +93,45 @@ def frame_records(buf: bytes) -> tuple[list[int], int]:
     return offsets, pos
 
 
-def _check_crcs(buf: bytes, offsets: list[int], stop: int) -> tuple[np.ndarray, ...]:
-    """Offsets, payload lengths and payload-CRC verdicts of the records before the first bad header.
+def _stop_reason(buf: Buffer, stop: int) -> str:
+    """Why the record walk stopped at `stop`, short of the end of the file."""
+    left = len(buf) - stop
+    if left < 16:
+        return f"file ends inside a record header ({left} of 16 bytes: cut off or still written)"
+    length, crc = _HEADER.unpack_from(buf, stop)
+    if masked_crc(_LEN.pack(length)) != crc:
+        return "record header CRC mismatch; the rest was not read"
+    if length > MAX_RECORD:
+        return (f"record length {length} is absurd (more than {MAX_RECORD >> 20} MiB, the most a scalar reader "
+                "accepts); the rest was not read")
+    return f"file ends inside a record (it claims {length} bytes, {left - 16} are left: cut off or still written)"
 
-    Returns (offsets, lengths, ok, index of the first bad header or -1).
-    """
+
+def _check_crcs(buf: Buffer, offsets: list[int], stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Offsets, payload lengths and payload-CRC verdicts of framed records (headers already checked)."""
     import crc32c
     import numpy as np
 
-    arr = np.frombuffer(buf, np.uint8)
     offs = np.asarray(offsets, np.int64)
-    ends = np.append(offs[1:], stop)[: len(offs)]
-    lengths = ends - offs - 16
-    # The header CRC covers only the 8 length bytes: one CRC per distinct length suffices.
-    table = np.zeros(int(lengths.max(initial=0)) + 1, np.uint32)
-    for n in _distinct(lengths).tolist():
-        table[n] = masked_crc(_LEN.pack(n))
-    bad = np.flatnonzero(_u32(arr, offs + 8) != table[lengths])
-    first_bad = int(bad[0]) if len(bad) else -1
-    if first_bad >= 0:
-        offs, ends, lengths = offs[:first_bad], ends[:first_bad], lengths[:first_bad]
-    mv, crc = memoryview(buf), crc32c.crc32c
-    starts = offsets[: len(offs)]
-    crcs = np.array(
-        [crc(mv[a + 12 : b - 4]) for a, b in zip(starts, [*starts[1:], int(ends[-1])], strict=True)]
-        if len(offs)
-        else [],
-        np.uint32,
-    )
+    ends = np.append(offs[1:], stop)
+    crc = crc32c.crc32c
+    with memoryview(buf) as mv:
+        crcs = np.fromiter(
+            (crc(mv[a + 12 : b - 4]) for a, b in zip(offsets, [*offsets[1:], stop], strict=True)),
+            np.uint32,
+            len(offsets),
+        )
     masked = ((crcs >> np.uint32(15)) | (crcs << np.uint32(17))) + np.uint32(0xA282EAD8)
-    return offs, lengths, masked == _u32(arr, ends - 4), first_bad
+    return offs, ends - offs - 16, masked == _u32(np.frombuffer(buf, np.uint8), ends - 4)
 
 
 def _distinct(values: np.ndarray) -> np.ndarray:
-    """The distinct values of small non-negative ints, without sorting."""
+    """The distinct values of non-negative ints: by counting when they are small, else by sorting."""
     import numpy as np
 
-    return np.flatnonzero(np.bincount(values)) if len(values) else values
+    if not len(values):
+        return values
+    return np.flatnonzero(np.bincount(values)) if values.max() < 1 << 16 else np.unique(values)
 
 
 def _u32(arr: np.ndarray, at: np.ndarray) -> np.ndarray:
@@ -237,7 +262,7 @@ class _Sink:
     def __init__(self) -> None:
         self.codes: dict[str, int] = {}
         self.parts: list[tuple] = []
-        self.unreadable: list[int] = []  # records whose CRC holds but whose protobuf does not parse
+        self.unreadable: list[tuple[int, int]] = []  # (record, offset): CRC holds, protobuf does not parse
 
     def code(self, tag: str) -> int:
         return self.codes.setdefault(tag, len(self.codes))
@@ -265,7 +290,7 @@ def _decode_one(buf: bytes, start: int, end: int, order: int, sink: _Sink) -> tu
     try:
         wall, step, values, layout = _decode_event(buf, start, end)
     except (ValueError, IndexError, struct.error):
-        sink.unreadable.append(order)
+        sink.unreadable.append((order, start - 12))
         return None
     for tag, kind, at in values:
         sink.add([order], sink.code(tag), step, _value(buf, kind, at), wall)
@@ -322,26 +347,39 @@ def _decode_records(buf: bytes, starts: np.ndarray, lengths: np.ndarray, orders:
             s, o, rows = s[1:][rest], o[1:][rest], rows[1:][rest]
 
 
-def decode(buf: bytes) -> Decoded:
-    """Every scalar in an event file's bytes; damage is reported, never raised.
+def decode(buf: Buffer) -> Decoded:
+    """Every scalar in an event file's bytes (or memory map); damage is reported, never raised.
 
-    A record whose payload CRC fails is skipped; a bad header or a truncated tail ends the file.
+    A record whose payload CRC fails is skipped; a bad header, an absurd length or a truncated tail
+    ends the file. The file is walked a chunk at a time, so memory does not grow with its size.
     """
     import numpy as np
 
-    offsets, stop = frame_records(buf)
-    offs, lengths, ok, first_bad = _check_crcs(buf, offsets, stop)
-    sink = _Sink()
-    index = np.flatnonzero(ok)
-    _decode_records(buf, offs[index] + 12, lengths[index], index, sink)
+    sink, damage, pos, first = _Sink(), [], 0, 0
+    while True:
+        offsets, stop = frame_records(buf, pos, pos + CHUNK)
+        if offsets:
+            offs, lengths, ok = _check_crcs(buf, offsets, stop)
+            index = np.flatnonzero(ok)
+            _decode_records(buf, offs[index] + 12, lengths[index], index + first, sink)
+            damage += [Damage(first + i, int(offs[i]), "payload CRC mismatch; this record was skipped")
+                       for i in np.flatnonzero(~ok).tolist()]
+            first += len(offsets)
+        if stop >= len(buf) or stop == pos or stop < pos + CHUNK:
+            break
+        pos = stop
     names, cols = sink.columns()
-    damage = [Damage(i, int(offs[i]), "payload CRC mismatch; this record was skipped") for i in np.flatnonzero(~ok)]
-    damage += [Damage(i, int(offs[i]), "record is not a readable Event; skipped") for i in sink.unreadable]
-    if first_bad >= 0:
-        damage.append(Damage(first_bad, offsets[first_bad], "record header CRC mismatch; the rest was not read"))
-    elif stop < len(buf):
-        tail = buf[stop : stop + 12]
-        broken = len(tail) == 12 and masked_crc(tail[:8]) != struct.unpack_from("<I", tail, 8)[0]
-        what = "record header CRC mismatch" if broken else "file ends inside a record (cut off or still written)"
-        damage.append(Damage(len(offsets), stop, what))
+    damage += [Damage(i, at, "record is not a readable Event; skipped") for i, at in sink.unreadable]
+    if stop < len(buf):
+        damage.append(Damage(first, stop, _stop_reason(buf, stop)))
     return Decoded(names, cols, sorted(damage, key=lambda d: d.record))
+
+
+def decode_file(path: Path) -> Decoded:
+    """`decode` of a file, memory-mapped: only the pages the walk reaches are read."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            return decode(b"")
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            return decode(mapped)

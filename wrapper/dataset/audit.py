@@ -155,7 +155,7 @@ def audit_dataset(
     if gone:
         problems.append(f"{len(gone)} file(s) listed in {MANIFEST} are missing: {', '.join(gone)}")
     if not folder.items:
-        problems.insert(0, f"{path}: no images; sd-scripts would find nothing to train on and still exit 0")
+        problems.insert(0, f"{shown(path)}: no images; sd-scripts would find nothing to train on and still exit 0")
     report = AuditReport(
         path=path,
         family=family,

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from wrapper.recipe.model import MAX_SIDE, MIN_SIDE
+
 if TYPE_CHECKING:
     from PIL import Image
 
@@ -32,9 +34,8 @@ OTHER_IMAGE_SUFFIXES = (
     ".gif", ".tif", ".tiff", ".avif", ".jxl", ".heic", ".heif", ".jp2", ".j2k", ".jfif", ".jpe", ".ico",
     ".tga", ".psd", ".ppm", ".pgm", ".pbm", ".pnm", ".pcx", ".dds", ".qoi", ".svg",
 )  # fmt: skip
-# The sizes gaze prepares and trains at, per side: 64 is one latent step (8 latent pixels) of SD's VAE;
-# 8192 is past any SD training resolution yet small enough that a mistyped size cannot exhaust memory.
-MIN_SIDE, MAX_SIDE = 64, 8192
+# The sizes gaze prepares and audits at, per side: 64 px (8 latent pixels) is sd-scripts' bucket step for
+# SD1.x/2.x; 8192 is past any SD training resolution, yet small enough that a typo cannot exhaust memory.
 ALPHA_MODES = ("RGBA", "LA", "PA", "La", "RGBa")
 ROTATED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 WEBP_MAX_SIDE = 16383

@@ -16,15 +16,17 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from wrapper.dataset.images import Format, Geometry, encode, encode_jpeg, quiet_bomb_warnings, render
 from wrapper.dataset.scan import cpu_count
+from wrapper.errors import DatasetError
 
 Progress = Callable[[int, int], None]
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 WORKERS_PER_CORE = 4  # more processes than this only cost memory
 
 
@@ -63,12 +65,12 @@ def stopping_on_signals() -> Iterator[None]:
     if _Stop.installed or threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+    # Not SIG_IGN (the caller's choice) nor None (a handler set outside Python, which could not be put back).
+    previous = {s: h for s in STOP_SIGNALS if (h := signal.getsignal(s)) not in (signal.SIG_IGN, None)}
     _Stop.signum, _Stop.raised, _Stop.holding, _Stop.installed = None, False, 0, True
     try:
-        for s, handler in previous.items():
-            if handler is not signal.SIG_IGN:
-                signal.signal(s, _on_signal)
+        for s in previous:
+            signal.signal(s, _on_signal)
         yield
     finally:
         for s, handler in previous.items():
@@ -158,7 +160,13 @@ def render_all(tasks: list[RenderTask], workers: int | None, progress: Progress 
         try:
             futures = {pool.submit(render_task, task): i for i, task in enumerate(tasks)}
             for done, future in enumerate(as_completed(futures), 1):
-                results[futures[future]] = future.result()
+                try:
+                    results[futures[future]] = future.result()
+                except BrokenProcessPool as exc:
+                    raise DatasetError(
+                        "a worker process died while rendering (killed, or out of memory); nothing was written; "
+                        "try fewer --workers"
+                    ) from exc
                 if progress:
                     progress(done, len(tasks))
                 if results[futures[future]].get("fatal"):
@@ -175,9 +183,8 @@ def _worker_setup() -> None:
     copies), Ctrl-C left to the parent, Pillow's bomb warnings off (the size check reports them)."""
     from PIL import Image
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    for s in STOP_SIGNALS:
+        signal.signal(s, signal.SIG_IGN if s == signal.SIGINT else signal.SIG_DFL)
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
 
 

@@ -13,12 +13,15 @@ def accelerate_argv(
     mixed_precision: str,
     threads: int,
     gpus: int = 1,
+    main_process_port: int | None = None,
     extra: tuple[str, ...] = (),
 ) -> list[str]:
     """`python -m accelerate.commands.launch ... <script> --config_file <file> [extra]`.
 
     Every launcher value is passed explicitly, so no `accelerate config` file is needed and none is
     read. (The script's own mixed_precision decides; the launcher's copy only silences a warning.)
+    Runs side by side on one machine each need their own `main_process_port` (accelerate's default
+    is 29500 for all of them).
     """
     argv = [
         python,
@@ -37,6 +40,8 @@ def accelerate_argv(
     ]
     if gpus > 1:
         argv.append("--multi_gpu")
+    if main_process_port is not None:
+        argv += ["--main_process_port", str(main_process_port)]
     return [*argv, script, "--config_file", str(config_file), *extra]
 
 

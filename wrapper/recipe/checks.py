@@ -9,7 +9,7 @@ from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from wrapper.errors import RecipeError, collect
-from wrapper.recipe.model import Recipe
+from wrapper.recipe.model import MAX_SIDE, MIN_SIDE, Recipe
 
 
 def _positive(problems: list[str], where: str, value: float | int | None, *, allow_zero: bool = False) -> None:
@@ -27,9 +27,10 @@ def _fraction(problems: list[str], where: str, value: float) -> None:
 
 
 def _size(problems: list[str], where: str, size: Any) -> None:
-    ok = isinstance(size, tuple) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)
+    ok = isinstance(size, tuple) and len(size) == 2 and all(
+        isinstance(v, int) and not isinstance(v, bool) and MIN_SIDE <= v <= MAX_SIDE for v in size)
     if not ok:
-        problems.append(f"{where} = {size!r}: expected (width, height) as two positive integers")
+        problems.append(f"{where} = {size!r}: expected (width, height), each {MIN_SIDE}..{MAX_SIDE} pixels")
 
 
 def type_problem(value: Any, hint: Any) -> str | None:

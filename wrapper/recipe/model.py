@@ -16,6 +16,7 @@ Precision = Literal["no", "fp16", "bf16"]
 SavePrecision = Literal["float", "fp16", "bf16"]
 Attention = Literal["auto", "sdpa", "xformers", "mem_eff", "none"]
 Size = tuple[int, int]  # (width, height)
+MIN_SIDE, MAX_SIDE = 64, 8192  # the image sides gaze prepares and sd-scripts is asked to train at
 
 FAMILIES: tuple[Family, ...] = get_args(Family)  # the model families a recipe can train
 

@@ -2,6 +2,7 @@
 
 runs/<recipe>/<UTC YYYYmmddTHHMMSSZ>-<6 hex>/
   recipe.json  run.json  command.json  environment.json  manifest.json  status.json  resume.json
+  placement.json  where it runs or ran (host, GPUs, Slurm job), when a sweep started it
   dataset.toml  config.toml  sample_prompts.txt  train.log
   logs/          sd-scripts' TensorBoard folder (one timestamped sub-folder per launch)
   output/        LoRA files, -state folders, sample/ (names: wrapper.kohya.outputs)
@@ -44,6 +45,8 @@ STATUS, RECIPE, RUN, COMMAND, ENVIRONMENT, MANIFEST, RESUME, LOG = (
     "train.log",
 )
 LOCK = "run.lock"
+PLACEMENT = "placement.json"
+Backend = Literal["local", "slurm"]
 LOGS, OUTPUT, PLOTS, GENERATIONS = "logs", "output", "plots", "generations"
 GENERATION_INDEX, GENERATION_PAGE = "index.json", "generation.html"
 #: Files gaze writes into every run folder it creates: any one of them marks a run folder.
@@ -77,6 +80,7 @@ class RunInfo:
     script: str = ""
     max_train_steps: int = 0
     tokenizer_cache_dir: str | None = None
+    main_process_port: int | None = None  # accelerate's, when runs share a machine
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,6 +95,17 @@ class RecipeRecord:
     deliberate_mismatch: bool = False
     description: str = ""
     recipe: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Placement:
+    """placement.json: where a sweep's member runs (or will): backend, machine, GPUs, Slurm job."""
+
+    backend: Backend = "local"
+    sweep: str | None = None  # the sweep folder it belongs to
+    host: str | None = None
+    gpus: str | None = None  # CUDA_VISIBLE_DEVICES of its trainer; None: not pinned (or a CPU)
+    slurm_job: str | None = None  # "<array job>_<task>"
 
 
 def utc_now() -> str:
@@ -120,9 +135,19 @@ def _record(path: Path, cls: type, data: Any) -> Any:
         raise RunError(f"{path}: {exc}") from None
 
 
+def read_record(path: Path, cls: type) -> Any:
+    """A JSON file read into the dataclass `cls`, or a RunError naming the file and the wrong key."""
+    return _record(path, cls, read_json(path))
+
+
 def read_status(run_dir: Path) -> Status:
-    """status.json, with a queued or running run whose gaze process is gone shown as "lost"."""
+    """status.json, with a queued or running run whose gaze process is gone shown as "lost".
+
+    A run queued on Slurm has no gaze process until its job starts: Slurm holds it (`gaze status`
+    asks squeue whether its job is still there)."""
     status = _record(run_dir / STATUS, Status, read_json(run_dir / STATUS))
+    if status.state == "queued" and read_placement(run_dir).backend == "slurm":
+        return status
     if status.state in ACTIVE and holder(run_dir) is None:
         return replace(status, state="lost", message="the gaze process that ran it is gone (killed, or its machine "
                        "stopped); `gaze resume` continues from the newest saved state")
@@ -155,6 +180,17 @@ def run_lock(run_dir: Path, *, purpose: str, shared: bool = False) -> Iterator[i
 
 def holder(run_dir: Path) -> str | None:
     """Who holds the run's lock ("pid 123 on host, training since ..."), or None when nobody does."""
+    info = lock_info(run_dir)
+    if info is None:
+        return None
+    if "pid" not in info:
+        return "a gaze process"
+    return f"pid {info.get('pid')} on {info.get('host')} ({info.get('purpose')} since {info.get('since')})"
+
+
+def lock_info(run_dir: Path) -> dict[str, Any] | None:
+    """What the lock's holder wrote (pid, host, purpose, since, and `group`: its trainer's process
+    group once one runs), or None when nobody holds the lock ({} when the holder wrote nothing)."""
     path = Path(run_dir) / LOCK
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -168,12 +204,31 @@ def holder(run_dir: Path) -> str | None:
                 info = json.loads(os.pread(fd, 4096, 0) or b"{}")
             except ValueError:
                 info = {}
-            if not isinstance(info, dict) or "pid" not in info:
-                return "a gaze process"
-            return f"pid {info.get('pid')} on {info.get('host')} ({info.get('purpose')} since {info.get('since')})"
+            return info if isinstance(info, dict) else {}
         return None
     finally:
         os.close(fd)
+
+
+def note_trainer_group(lock_fd: int, group: int) -> None:
+    """Add the trainer's process group to what the lock holder wrote, so `gaze cancel` can stop that
+    one run (a pool's runs share one holder pid)."""
+    try:
+        info = json.loads(os.pread(lock_fd, 4096, 0) or b"{}")
+    except ValueError:
+        info = {}
+    os.ftruncate(lock_fd, 0)
+    os.pwrite(lock_fd, json.dumps({**info, "group": group}).encode(), 0)
+
+
+def read_placement(run_dir: Path) -> Placement:
+    """placement.json, or a local placement with nothing known when the run has none (`gaze run`)."""
+    path = Path(run_dir) / PLACEMENT
+    return _record(path, Placement, read_json(path)) if path.is_file() else Placement()
+
+
+def write_placement(run_dir: Path, placement: Placement) -> None:
+    write_json(Path(run_dir) / PLACEMENT, asdict(placement))
 
 
 def write_status(run_dir: Path, status: Status) -> None:
@@ -192,6 +247,9 @@ def read_run_info(run_dir: Path) -> RunInfo:
     for key in ("model", "output_name", "family"):
         if not getattr(info, key):
             raise RunError(f"{path}: key {key!r} must not be empty")
+    port = info.main_process_port
+    if port is not None and (not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536):
+        raise RunError(f"{path}: key 'main_process_port' is {port!r}; expected a TCP port (1-65535) or null")
     for key in ("gpus", "threads", "max_train_steps"):
         value = getattr(info, key)
         if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "max_train_steps" else 1):
@@ -232,15 +290,16 @@ def recipe_name(run_dir: Path) -> str:
 
 def new_run_dir(runs_dir: Path, name: str, *, now: datetime | None = None) -> Path:
     """Create and return a fresh run directory; an existing one is never reused."""
-    return _new_stamped_dir(Path(runs_dir) / name, now)
+    return new_stamped_dir(Path(runs_dir) / name, now=now)
 
 
 def new_generation_dir(run_dir: Path, *, now: datetime | None = None) -> Path:
     """A fresh `generations/<stamp>-<id>` folder of a run."""
-    return _new_stamped_dir(Path(run_dir) / GENERATIONS, now)
+    return new_stamped_dir(Path(run_dir) / GENERATIONS, now=now)
 
 
-def _new_stamped_dir(parent: Path, now: datetime | None) -> Path:
+def new_stamped_dir(parent: Path, *, now: datetime | None = None) -> Path:
+    """A fresh `<parent>/<UTC YYYYmmddTHHMMSSZ>-<6 hex>` folder, never one that existed."""
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
     try:
         parent.mkdir(parents=True, exist_ok=True)

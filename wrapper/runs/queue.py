@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from wrapper.errors import DatasetError, GazeError
-from wrapper.runs.train import Log, Outcome
+from wrapper.errors import GazeError
+from wrapper.runs.train import Log, Outcome, failure_class_of
 
 T = TypeVar("T")
 
@@ -42,29 +42,24 @@ def run_queue(
     for i, item in enumerate(items, 1):
         spec = label(item)
         log(f"\n=== [{i}/{len(items)}] {spec}")
-        try:
-            outcome = start(item)
-        except GazeError as exc:
-            kind = "data" if isinstance(exc, DatasetError) else "configuration"
-            log(f"error: {exc}")
-            rows.append(QueueRow(spec, None, "failed", kind, None, 0.0, str(exc).splitlines()[0]))
-            continue
-        s = outcome.status
-        rows.append(
-            QueueRow(
-                spec,
-                outcome.run_dir,
-                s.state,
-                s.failure_class,
-                final_loss_of(outcome.run_dir),
-                outcome.duration_s,
-                s.message or "",
-            )
-        )
-        if s.state == "interrupted":
+        rows.append(row_for(spec, lambda item=item: start(item), log))
+        if rows[-1].state == "interrupted":
             log("queue stopped: the run was interrupted")
             break
     return rows
+
+
+def row_for(spec: str, start: Callable[[], Outcome], log: Log = print, run_dir: Path | None = None) -> QueueRow:
+    """Start one run and tabulate how it ended; a run refused by its checks is a "failed" row
+    (in `run_dir` when the run folder was made beforehand)."""
+    try:
+        outcome = start()
+    except GazeError as exc:
+        log(f"error: {exc}")
+        return QueueRow(spec, run_dir, "failed", failure_class_of(exc), None, 0.0, str(exc).splitlines()[0])
+    s = outcome.status
+    return QueueRow(spec, outcome.run_dir, s.state, s.failure_class, final_loss_of(outcome.run_dir),
+                    outcome.duration_s, s.message or "")
 
 
 def format_table(rows: list[QueueRow]) -> str:

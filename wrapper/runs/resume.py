@@ -11,7 +11,8 @@ from wrapper.files import write_json
 from wrapper.kohya import outputs
 from wrapper.kohya.argv import resume_args
 from wrapper.runs import layout as runs
-from wrapper.runs.train import Log, Outcome, launch, launch_argv
+from wrapper.recipe import Recipe
+from wrapper.runs.train import Log, Outcome, RunRequest, launch, launch_argv, start_run
 
 
 def plan_resume(run_dir: Path) -> tuple[int, Path, list[str]]:
@@ -76,23 +77,50 @@ def continuity(run_dir: Path, resumed_from: int) -> str:
     return f"continuous: the resumed log starts at step {first}, right after the saved state"
 
 
-def resume_run(run_dir: Path, *, log: Log = print, on_line: Log = print) -> Outcome:
-    """Continue `run_dir` from its newest state, in the same run directory."""
+def resume_run(run_dir: Path, *, log: Log = print, on_line: Log = print, lock_fd: int | None = None,
+               env: dict[str, str] | None = None) -> Outcome:
+    """Continue `run_dir` from its newest state, in the same run directory (its lock taken here,
+    unless the caller holds it: `lock_fd`)."""
     begin = time.monotonic()
     if not runs.is_run_dir(run_dir):
         raise RunError(f"{run_dir} is not a gaze run directory (no recipe.json / run.json)")
-    with runs.run_lock(run_dir, purpose="training (resumed)") as lock_fd:
-        step, state, argv = plan_resume(run_dir)
-        moved = set_aside_later_files(run_dir, step)
-        if moved:
-            log(f"set aside {len(moved)} file(s) saved after step {step} in {moved[0].parent.name}/")
-        log(f"resuming {run_dir} from {state.name} (step {step})")
-        checkout = Path(runs.read_run_info(run_dir).sd_scripts)
-        launches = runs.read_status(run_dir).launches + 1
-        outcome = launch(run_dir, argv, checkout, on_line, launches=launches, lock_fd=lock_fd)
+    if lock_fd is None:
+        with runs.run_lock(run_dir, purpose="training (resumed)") as fd:
+            return resume_run(run_dir, log=log, on_line=on_line, lock_fd=fd, env=env)
+    step, state, argv = plan_resume(run_dir)
+    moved = set_aside_later_files(run_dir, step)
+    if moved:
+        log(f"set aside {len(moved)} file(s) saved after step {step} in {moved[0].parent.name}/")
+    log(f"resuming {run_dir} from {state.name} (step {step})")
+    checkout = Path(runs.read_run_info(run_dir).sd_scripts)
+    launches = runs.read_status(run_dir).launches + 1
+    outcome = launch(run_dir, argv, checkout, on_line, launches=launches, lock_fd=lock_fd, env=env)
     note = continuity(run_dir, step)
     write_json(
         run_dir / runs.RESUME,
         {"resumed_from_step": step, "state": state.name, "set_aside": [p.name for p in moved], "continuity": note},
     )
     return dataclasses.replace(outcome, duration_s=time.monotonic() - begin, notes=(note,))
+
+
+def continue_run(run_dir: Path, recipe: Recipe, request: RunRequest, *, lock_fd: int, log: Log = print,
+                 on_line: Log = print, env: dict[str, str] | None = None) -> Outcome:
+    """Train a run made beforehand from wherever it stands, as a requeued Slurm task must: start it
+    when it never started, resume it from its newest saved state, launch it anew when it stopped
+    before saving one (files it saved are set aside, never overwritten), nothing when it succeeded."""
+    status = runs.read_status(run_dir)
+    if status.state == "succeeded":
+        log(f"{run_dir} already succeeded; nothing to do")
+        return Outcome(run_dir, status, None, 0.0)
+    if not (Path(run_dir) / runs.RUN).is_file():
+        return start_run(recipe, request, log=log, on_line=on_line, run_dir=run_dir, lock_fd=lock_fd, env=env)
+    if runs.saved_states(run_dir):
+        return resume_run(run_dir, log=log, on_line=on_line, lock_fd=lock_fd, env=env)
+    begin = time.monotonic()
+    if runs.output_dir(run_dir).is_dir() and (moved := set_aside_later_files(run_dir, 0)):
+        log(f"set aside {len(moved)} file(s) of the stopped launch in {moved[0].parent.name}/")
+    log(f"{run_dir} stopped before saving a state: training it again from step 1")
+    checkout = Path(runs.read_run_info(run_dir).sd_scripts)
+    outcome = launch(run_dir, launch_argv(run_dir), checkout, on_line, launches=status.launches + 1,
+                     lock_fd=lock_fd, env=env)
+    return dataclasses.replace(outcome, duration_s=time.monotonic() - begin)

@@ -2,6 +2,8 @@
 
 Everything that can be checked is checked before the trainer starts; the run directory is
 created only when its configs are known to be good, and removed again if a later check fails.
+A run folder made beforehand (a sweep's member, status "queued") is kept instead, marked "failed"
+with the reason.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wrapper.errors import ConfigError, DatasetError, RunError, collect
+from wrapper.errors import ConfigError, DatasetError, GazeError, RunError, collect
 from wrapper.files import write_atomic, write_json
 from wrapper.kohya import argv as kohya_argv
 from wrapper.kohya import configs, interface, models, outputs
@@ -43,6 +45,7 @@ class RunRequest:
     tokenizer_cache_dir: Path | None = None
     gpus: int = 1
     threads: int | None = None  # CPU threads per process; None: all cores on a CPU, 8 on a GPU
+    main_process_port: int | None = None  # accelerate's; runs side by side need one each
 
 
 def request_for(
@@ -85,6 +88,34 @@ class Outcome:
     failure: Failure | None
     duration_s: float
     notes: tuple[str, ...] = ()
+
+
+def failure_class_of(error: GazeError) -> str:
+    """The failure class of a run refused before its trainer started."""
+    return "data" if isinstance(error, DatasetError) else "configuration"
+
+
+def recipe_record(recipe: Recipe) -> runs.RecipeRecord:
+    return runs.RecipeRecord(
+        name=recipe.name,
+        baseline=recipe.baseline or recipe.name,
+        family=recipe.family,
+        modifiers=list(recipe.modifiers),
+        glitches=list(recipe.glitches),
+        deliberate_mismatch=recipe.base_model != "default",
+        description=recipe.description,
+        recipe=recipe.to_dict(),
+    )
+
+
+def new_queued_run(recipe: Recipe, runs_dir: Path, placement: runs.Placement | None = None) -> Path:
+    """A run folder made before its run starts (status "queued"), so it can be watched from the start."""
+    run_dir = runs.new_run_dir(runs_dir, recipe.name)
+    runs.write_recipe_record(run_dir, recipe_record(recipe))
+    if placement is not None:
+        runs.write_placement(run_dir, placement)
+    runs.write_status(run_dir, runs.Status("queued"))
+    return run_dir
 
 
 def check_model(recipe: Recipe, model: Path) -> Recipe:
@@ -243,8 +274,14 @@ def render_configs(recipe: Recipe, request: RunRequest, folder: Path, log: Log) 
     return configs.render(recipe, places_for(recipe, request, image_dir, folder.resolve()), folder.resolve())
 
 
-def prepare_run(recipe: Recipe, request: RunRequest, log: Log) -> tuple[Path, list[str], Recipe]:
-    """All checks and files of a new run. Returns (run_dir, argv, effective recipe)."""
+def prepare_run(recipe: Recipe, request: RunRequest, log: Log, *,
+                run_dir: Path | None = None) -> tuple[Path, list[str], Recipe]:
+    """All checks and files of a new run. Returns (run_dir, argv, effective recipe).
+
+    Into `run_dir` when given (made by new_queued_run): a check that fails leaves it "failed"
+    with the message (or "interrupted" on Ctrl-C), where a folder made here is removed again."""
+    if run_dir is not None:
+        return _prepare_queued(recipe, request, log, Path(run_dir).resolve())
     request = absolute(request)
     recipe, image_dir = prepare_inputs(recipe, request, log)
     run_dir = runs.new_run_dir(request.runs_dir, recipe.name)
@@ -252,6 +289,23 @@ def prepare_run(recipe: Recipe, request: RunRequest, log: Log) -> tuple[Path, li
         return run_dir, _write_run(recipe, request, places_for(recipe, request, image_dir, run_dir), log), recipe
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)  # ours, and nothing ran in it
+        raise
+
+
+def _prepare_queued(recipe: Recipe, request: RunRequest, log: Log, run_dir: Path) -> tuple[Path, list[str], Recipe]:
+    if not runs.is_run_dir(run_dir):
+        raise RunError(f"{run_dir} is not a queued run folder (no {runs.STATUS}); make one with new_queued_run")
+    try:
+        request = absolute(request)
+        recipe, image_dir = prepare_inputs(recipe, request, log)
+        return run_dir, _write_run(recipe, request, places_for(recipe, request, image_dir, run_dir), log), recipe
+    except GazeError as exc:
+        runs.write_status(run_dir, runs.Status("failed", ended_at=runs.utc_now(), failure_class=failure_class_of(exc),
+                                               message=str(exc)))
+        raise
+    except KeyboardInterrupt:
+        runs.write_status(run_dir, runs.Status("interrupted", ended_at=runs.utc_now(),
+                                               message="stopped by a signal before its trainer started"))
         raise
 
 
@@ -276,19 +330,7 @@ def _write_run(recipe: Recipe, request: RunRequest, places: Places, log: Log) ->
     for name, text in rendered.texts().items():
         write_atomic(run_dir / name, text)
     threads = threads_for(request, device)
-    runs.write_recipe_record(
-        run_dir,
-        runs.RecipeRecord(
-            name=recipe.name,
-            baseline=recipe.baseline or recipe.name,
-            family=recipe.family,
-            modifiers=list(recipe.modifiers),
-            glitches=list(recipe.glitches),
-            deliberate_mismatch=recipe.base_model != "default",
-            description=recipe.description,
-            recipe=recipe.to_dict(),
-        ),
-    )
+    runs.write_recipe_record(run_dir, recipe_record(recipe))
     runs.write_run_info(
         run_dir,
         runs.RunInfo(
@@ -304,6 +346,7 @@ def _write_run(recipe: Recipe, request: RunRequest, places: Places, log: Log) ->
             mixed_precision=recipe.training.mixed_precision,
             script=rendered.script,
             max_train_steps=recipe.training.max_train_steps,
+            main_process_port=request.main_process_port,
         ),
     )
     argv = launch_argv(run_dir)
@@ -332,30 +375,34 @@ def launch_argv(run_dir: Path) -> list[str]:
         mixed_precision=info.mixed_precision,
         threads=info.threads,
         gpus=info.gpus,
+        main_process_port=info.main_process_port,
     )
 
 
 def launch(run_dir: Path, argv: list[str], checkout: Path, on_line: Log, *, launches: int,
-           lock_fd: int | None = None) -> Outcome:
+           lock_fd: int | None = None, env: dict[str, str] | None = None) -> Outcome:
     """Run the trainer in `run_dir` and judge the result by its outputs, not only its exit code.
 
     The run's lock is held (taken here unless the caller holds it: `lock_fd`) until the trainer's
-    whole process group has ended, even if this process is killed.
+    whole process group has ended, even if this process is killed. `env` is added to the trainer's
+    environment (a pool pins each run to its GPUs with CUDA_VISIBLE_DEVICES). A trainer stopped by
+    SIGINT/SIGTERM, forwarded by gaze or sent by `gaze cancel` or a scheduler, is "interrupted".
     """
     if lock_fd is None:
         with runs.run_lock(run_dir, purpose="training") as fd:
-            return launch(run_dir, argv, checkout, on_line, launches=launches, lock_fd=fd)
+            return launch(run_dir, argv, checkout, on_line, launches=launches, lock_fd=fd, env=env)
     started = runs.utc_now()
     runs.write_status(run_dir, runs.Status("running", started_at=started, launches=launches))
     log_path = run_dir / runs.LOG
     offset = log_path.stat().st_size if log_path.exists() else 0
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"\n=== gaze launch {launches} at {started}: {' '.join(argv)}\n")
-    result = run_streaming(argv, cwd=checkout, env=trainer_env(checkout), log_path=log_path, on_line=on_line,
-                           keep_fds=(lock_fd,))
+    result = run_streaming(argv, cwd=checkout, env={**trainer_env(checkout), **(env or {})}, log_path=log_path,
+                           on_line=on_line, keep_fds=(lock_fd,),
+                           on_start=lambda group: runs.note_trainer_group(lock_fd, group))
     final = runs.final_lora(run_dir, runs.read_run_info(run_dir).output_name)
     ended = runs.utc_now()
-    if result.interrupted:
+    if result.stopped_by_signal:
         status = runs.Status(
             "interrupted",
             started,
@@ -382,10 +429,11 @@ def launch(run_dir: Path, argv: list[str], checkout: Path, on_line: Log, *, laun
     return Outcome(run_dir, status, failure, result.duration_s)
 
 
-def start_run(recipe: Recipe, request: RunRequest, *, log: Log = print, on_line: Log = print) -> Outcome:
-    """Check, prepare and launch one new run of `recipe`."""
+def start_run(recipe: Recipe, request: RunRequest, *, log: Log = print, on_line: Log = print,
+              run_dir: Path | None = None, lock_fd: int | None = None, env: dict[str, str] | None = None) -> Outcome:
+    """Check, prepare and launch one new run of `recipe` (into `run_dir` when a sweep made it)."""
     begin = time.monotonic()
-    run_dir, argv, _ = prepare_run(recipe, request, log)
+    run_dir, argv, _ = prepare_run(recipe, request, log, run_dir=run_dir)
     log(f"run directory: {run_dir}")
-    outcome = launch(run_dir, argv, request.checkout, on_line, launches=1)
+    outcome = launch(run_dir, argv, request.checkout, on_line, launches=1, lock_fd=lock_fd, env=env)
     return dataclasses.replace(outcome, duration_s=time.monotonic() - begin)
