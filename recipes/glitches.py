@@ -45,8 +45,34 @@ def high_lr(r: Recipe, value: str | None) -> Recipe:
     return _scaled_lr(r, value)
 
 
+#: What a "part" of a caption is: a sentence. The log's captions are prose, sentences ending in ". ";
+#: sd-scripts splits at caption_separator (str.split, so "." alone would also cut "1.5") and keeps or
+#: drops each part on its own, then joins the kept ones with ", " (train_util process_caption).
+SENTENCE_SEPARATOR = ". "
+
+
+def _dropout_value(value: str) -> tuple[float | None, float | None]:
+    """'0.1' or 'whole:0.1' (whole captions), 'part:0.3' (sentences), or both: 'whole:0.1,part:0.3'."""
+    whole = part = None
+    for item in value.split(","):
+        kind, colon, rate = item.strip().rpartition(":")
+        kind = kind if colon else "whole"
+        if kind not in ("whole", "part") or (whole if kind == "whole" else part) is not None:
+            raise ValueError(f"expected RATE, whole:RATE or part:RATE once each, got {item!r}")
+        number = float(rate)
+        if kind == "whole":
+            whole = number
+        else:
+            part = number
+    return whole, part
+
+
 def caption_dropout(r: Recipe, value: str | None) -> Recipe:
-    return evolve(r, data={"caption_dropout_rate": float(value)})
+    whole, part = _dropout_value(value)
+    data: dict[str, object] = {} if whole is None else {"caption_dropout_rate": whole}
+    if part is not None:
+        data |= {"caption_tag_dropout_rate": part, "caption_separator": SENTENCE_SEPARATOR}
+    return evolve(r, data=data)
 
 
 def overtrain(r: Recipe, value: str | None) -> Recipe:
@@ -96,8 +122,8 @@ MODIFIERS = (
     Modifier("crop-flip", crop_flip, "random crop and horizontal flip augmentation"),
     Modifier("high-lr", high_lr, "learning rate 2e-4 or higher (text-encoder LR scaled alike)",
              default="2e-4", conflicts=_LR),
-    Modifier("caption-dropout", caption_dropout, "drop the whole caption with this probability",
-             default="0.1"),
+    Modifier("caption-dropout", caption_dropout, "drop the whole caption (RATE) or each sentence of it "
+             "(part:RATE) with this probability", default="0.1", parse=_dropout_value),
     Modifier("overtrain", overtrain, "train far past 5000 steps", default="10000", conflicts=_STEPS, parse=int),
     Modifier("mismatched-base", mismatched_base,
              "train on a base checkpoint other than the family's own (a model name from settings)",

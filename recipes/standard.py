@@ -1,22 +1,46 @@
 """The baseline experiments of the research log: what a "normal" fashion LoRA looks like.
 
-The log fixes only some numbers (crop sizes, SDXL max resolution and 8000 steps, SD1.5 dim 128,
-the sampler/steps/CFG used to look at results). Every other value is a well-known default of the
-kohya-ss LoRA recipes, chosen and explained here so that the glitch runs differ from these in one
-named way each.
+The log fixes only some numbers (crop sizes, SDXL max resolution and 8000 steps, network_dim 128,
+the prompts and the sampler/steps/CFG used to look at results). Every other value is a well-known
+default of the kohya-ss LoRA recipes, chosen and explained here so that the glitch runs differ from
+these in one named way each. Each description marks what is the log's and what is chosen.
 """
 
 from __future__ import annotations
 
 from wrapper.recipe import Buckets, Data, Network, Optimizer, Prep, Recipe, SamplePrompt, Sampling, Training, evolve
 
-#: Example prompts of the research log, each sampled with and without its negative prompt.
-NEGATIVE = "lowres, bad anatomy, bad hands, extra fingers, deformed, blurry, watermark, text"
-PROMPTS = (
-    "editorial fashion photograph, model in an oversized wool coat, studio light, full body",
-    "street style photo, woman in a pleated silk skirt and leather boots, city at dusk",
-    "runway photograph, model in a sculptural white gown, dramatic side lighting",
+#: The research log's prompts, verbatim (typographic apostrophes, the double space and the trailing
+#: space included; CLIP's tokenizer squeezes white space, so those change no token). The first is a
+#: caption of the training data used as a prompt, the second was written from an image. They are
+#: 220 and 129 CLIP tokens: sd-scripts' sampling pipeline reads up to 225 (README: long prompts).
+CAPTION_PROMPT = (
+    "A young, white woman with heavily teased platinum-blonde hair kneels on an office chair, her body angled "
+    "provocatively towards the camera. She wears a beige t-shirt and extremely a short metallic bronze skirt, "
+    "with thigh-high brown boots style sandals. The background is a dark, nondescript studio space, spotlighted "
+    "from above, casting hard shadows. Her exaggerated hairstyle dominates the frame, styled in a way reminiscent "
+    "of 1980s glamour tropes. Her makeup is heavy, particularly around the eyes and mouth. The t-shirt’s "
+    "plainness contrasts with the shorts’ high shine, making her body the focal point through both exposure "
+    "and contrast. The lighting and styling play with high sexualisation, inviting visual consumption of the "
+    "model’s youthful body. The pose and styling hark back to earlier pin-up visual languages while "
+    "repackaging them for fashion editorial. This image draws on retro-sexual archetypes, placing "
+    "hyper-femininity in an ironic, object-centric frame.  The straight hair, youthful and toned skin, perfect "
+    "lean body align with Eurocentric ideals. "
 )
+IMAGE_PROMPT = (
+    "A tall, elegant fashion model stands confidently on a platform over a reflective lake, surrounded by "
+    "striking beige rock formations under a clear blue sky. She wears a sculptural, strapless black mini dress "
+    "with dramatic ruched fabric and a bold, plunging neckline that accentuates her silhouette. Her long legs "
+    "are emphasized by sheer black tights and high heels. The lighting is sharp and natural, casting crisp "
+    "shadows and reflecting the mountainous landscape in the still water. Her hair is slicked back and wet, "
+    "enhancing the modern, sleek aesthetic. Editorial fashion photography, minimalist composition, natural "
+    "textures, high contrast, confident and empowering mood. "
+)
+NEGATIVE = (
+    "blurry, unnatural lighting, low resolution, extra limbs, distorted anatomy, unrealistic fabric, poor "
+    "reflections, cartoonish textures, unflattering pose, bad proportions, washed out colors"
+)
+PROMPTS = (CAPTION_PROMPT, IMAGE_PROMPT)
 
 
 def sample_prompts(width: int, height: int) -> tuple[SamplePrompt, ...]:
@@ -34,22 +58,28 @@ SDXL_STANDARD = Recipe(
     description="""SDXL LoRA on orientation-cropped photos: the reference every SDXL glitch is compared to.
 
     make target: `make sdxl-standard`
-    - prep: portrait 832x1216 / landscape 1216x832 centre crops (the log); both are SDXL training
-      buckets of ~1 MP, so nothing is rescaled again by sd-scripts.
-    - resolution 832x1216 with buckets on and max_bucket_reso 1216 ("max resolution set to the
-      same"): the two crop shapes land in exactly their own buckets.
-    - 8000 steps (the log), a LoRA saved every 1000 steps to watch glitches emerge.
-    - U-Net only, dim 32 / alpha 16, AdamW at 1e-4 with cosine decay and 100 warm-up steps:
-      kohya's documented SDXL LoRA starting point; the frozen text encoders let sd-scripts cache
-      their outputs.
+    From the log:
+    - prep: portrait 832x1216 / landscape 1216x832 centre crops; both are SDXL training buckets of
+      ~1 MP, so nothing is rescaled again by sd-scripts.
+    - max resolution set to the same: resolution 832x1216 with buckets on and max_bucket_reso 1216,
+      so the two crop shapes land in exactly their own buckets.
+    - 8000 steps.
+    - network_dim 128: the log's LoRA size (its dim tweak goes to 192); nothing in the log sets
+      another for SDXL, so both baselines share it and differ in the base model alone.
+    - samples: the log's two prompts with and without its negative prompt, DPM++ 2M, 20 steps,
+      CFG 7.
+    Chosen here:
+    - alpha 64 (half the dim, the usual kohya convention); U-Net only; AdamW at 1e-4 with cosine
+      decay and 100 warm-up steps (kohya's documented LoRA starting point); the frozen text
+      encoders let sd-scripts cache their outputs.
+    - a LoRA saved every 1000 steps, to watch glitches emerge; min_bucket_reso 512, 64-px steps.
     - bf16 mixed precision, VAE kept in fp32 (the SDXL 1.0 VAE overflows in half precision);
       gradient checkpointing only where memory is short (under 40 GiB of GPU memory): a 24 GB card
       needs it at 1 MP, but on an H200 it made steps 1.2x slower than even sd-scripts' fp32
       defaults without it (bench/train.md).
-    - samples: the log's prompts with and without the negative prompt, DPM++ 2M, 20 steps, CFG 7.
     """,
     prep=Prep(mode="crop-orientation", portrait=(832, 1216), landscape=(1216, 832)),
-    network=Network(dim=32, alpha=16.0),
+    network=Network(dim=128, alpha=64.0),
     optimizer=Optimizer(unet_lr=1e-4, text_encoder_lr=5e-5, scheduler="cosine", warmup_steps=100),
     training=Training(
         max_train_steps=8000,
@@ -72,13 +102,17 @@ SD15_STANDARD = Recipe(
     description="""SD1.5 LoRA on orientation-cropped photos at SD1.5's own scale.
 
     make target: `make sd15-standard`
-    - prep: the same 2:3 / 3:2 centre crops as sdxl-standard, scaled to SD1.5's 512-px family
-      (portrait 512x768, landscape 768x512); resolution 512x768, max_bucket_reso 768.
-    - network_dim 128 (the log), alpha 64 (half the dim, the usual kohya convention).
-    - U-Net only, AdamW at 1e-4 with cosine decay and 100 warm-up steps (kohya's LoRA defaults).
+    From the log:
+    - network_dim 128.
+    - samples: the log's prompts with and without its negative prompt, DPM++ 2M, 20 steps, CFG 7.
+    Chosen here:
+    - the log's 2:3 / 3:2 centre crops (its sizes are SDXL's) scaled to SD1.5's 512-px family:
+      portrait 512x768, landscape 768x512; resolution 512x768 and, following the log's "max
+      resolution set to the same", max_bucket_reso 768.
+    - alpha 64, U-Net only, AdamW at 1e-4 with cosine decay and 100 warm-up steps, as sdxl-standard.
     - 3000 steps: the log gives none for SD1.5; this sits between its ~1200-step tweak and the
       5000 steps past which it calls a run over-trained. A LoRA is saved every 500 steps.
-    - bf16 mixed precision; samples as in sdxl-standard at 512x768.
+    - bf16 mixed precision.
     """,
     prep=Prep(mode="crop-orientation", portrait=(512, 768), landscape=(768, 512)),
     network=Network(dim=128, alpha=64.0),

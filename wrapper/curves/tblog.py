@@ -4,9 +4,10 @@ Decoding is `wrapper.tfevents`; this module knows sd-scripts' log layout and tag
 logging folders into one series per tag and returns a DataFrame. Nothing is sampled: every point
 is returned, including several points at one step (gradient accumulation).
 
-A damaged file never raises. A record whose payload CRC fails is skipped; a bad header or a
-truncated tail ends the file. Each problem becomes a `LogProblem` (file, byte offset, rows kept
-before it), is issued as an `EventFileWarning` and is listed in `frame.attrs["problems"]`.
+A damaged file never raises. A record whose payload CRC fails is skipped; a bad header, an absurd
+length or a truncated tail ends the file; a file that cannot be opened is skipped. Files are
+memory-mapped and read in bounded memory. Each problem becomes a `LogProblem` (file, byte offset,
+rows kept before it), is issued as an `EventFileWarning` and is listed in `frame.attrs["problems"]`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from wrapper.curves.tfevents import decode
+from wrapper.curves.tfevents import decode, decode_file
 from wrapper.kohya.logs import find_event_files
 
 if TYPE_CHECKING:
@@ -45,8 +46,12 @@ class LogProblem:
 
 
 def _read_file(path: Path) -> tuple[list[str], dict[str, np.ndarray], list[LogProblem]]:
-    """Tag names, columns and problems of one event file."""
-    found = decode(path.read_bytes())
+    """Tag names, columns and problems of one event file (one that cannot be opened is a problem too)."""
+    try:
+        found = decode_file(path)
+    except OSError as exc:
+        problem = LogProblem(path, 0, 0, f"cannot be read ({exc.strerror or exc}); skipped")
+        return [], decode(b"").columns, [problem]
     problems = [LogProblem(path, d.offset, found.rows_before(d.record), d.message) for d in found.damage]
     return found.tags, found.columns, problems
 

@@ -5,6 +5,10 @@ those 8 bytes, the payload (an `Event` protobuf) and the masked CRC32C of the pa
 decoded by a hand-written protobuf walker; records that share one byte layout (the usual case: one
 scalar per event, one tag) are then decoded together with numpy, which is what makes this fast.
 Only scalars are kept: `simple_value`, and one-element float tensors (TF2-style writers).
+
+Files are memory-mapped and walked a chunk at a time, and a length field is believed only when its
+CRC holds and it is at most `MAX_RECORD` and inside the file: a huge (or sparse, or damaged) file
+costs memory in proportion to the rows it holds, never to its size or to what a header claims.
 """
 
 from __future__ import annotations

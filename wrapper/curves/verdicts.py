@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from wrapper.curves.smoothing import DEFAULT_SMOOTHING, epoch_steps, loss_tag, series, smooth
-from wrapper.kohya.logs import VAL_EPOCH, VAL_STEP
+from wrapper.kohya.logs import KNOWN_TAGS, LOSS_AVERAGE, LOSS_CURRENT, LR_PREFIX, VAL_EPOCH, VAL_STEP
 
 if TYPE_CHECKING:
     import numpy as np
@@ -30,13 +30,13 @@ class Thresholds:
 
     smoothing: float = DEFAULT_SMOOTHING
     edge_fraction: float = 0.05  # initial/final loss: median of the first/last 5% of points
-    tail_fraction: float = 0.2  # convergence: trend over the last 20% of points
-    converged_noise: float = 0.5  # converged when the tail trend is within 0.5 noise sigma
-    blocks: int = 20  # plateaus and oscillation compare the means of 20 consecutive blocks
-    plateau_rel: float = 0.01  # a block-to-block move under 1% of the loss (or 3 SE) is flat
-    plateau_min_blocks: int = 3
+    blocks: int = 20  # plateaus, convergence and oscillation compare the medians of up to 20 blocks
+    block_points: int = 8  # of at least 8 points each
+    level_rel: float = 0.01  # two blocks are level when their medians differ by at most 1% of the loss
+    level_se: float = 3.0  # ... or by at most 3 combined standard errors of the medians, if more
+    plateau_min_blocks: int = 3  # a plateau: >= 3 blocks all level; converged: the last 3 blocks level
     spike_z: float = 10.0  # robust z-score above which a point is a spike (per-batch loss is heavy-tailed)
-    spike_window: int = 21  # points in the centred rolling median that spikes are measured from
+    spike_window: int = 21  # points in the centred rolling median that spikes and noise are measured from
     oscillation_reversals: int = 3
     underfit_drop: float = 0.05  # a loss that fell by less than 5% has barely learnt
     overfit_rise: float = 0.05  # validation loss ending 5% above its minimum
@@ -59,34 +59,91 @@ def _fmt(x: float) -> str:
 
 def _noise(values: np.ndarray, window: int) -> tuple[np.ndarray, float]:
     """Residuals from a centred rolling median, and their robust sigma (1.4826 x MAD)."""
-    import numpy as np
     import pandas as pd
 
     base = pd.Series(values).rolling(window, center=True, min_periods=1).median().to_numpy()
     resid = values - base
-    mad = np.median(np.abs(resid - np.median(resid)))
-    return resid, float(1.4826 * mad)
+    return resid, _sigma(resid)
 
 
-def _blocks(steps: np.ndarray, values: np.ndarray, count: int) -> list[tuple[int, int, float, float]]:
-    """(first step, last step, mean, standard error) of `count` consecutive equal-size blocks."""
+def _sigma(resid: np.ndarray) -> float:
     import numpy as np
 
-    out = []
-    for part_s, part_v in zip(np.array_split(steps, count), np.array_split(values, count), strict=True):
-        if len(part_v):
-            se = float(np.std(part_v, ddof=1) / math.sqrt(len(part_v))) if len(part_v) > 1 else math.inf
-            out.append((int(part_s[0]), int(part_s[-1]), float(np.mean(part_v)), se))
-    return out
+    return float(1.4826 * np.median(np.abs(resid - np.median(resid)))) if len(resid) else 0.0
 
 
-def _moves(blocks: list[tuple[int, int, float, float]], rel: float) -> list[int]:
-    """Per block transition: 0 when flat, else the sign of the move."""
-    moves = []
-    for (_, _, m0, se0), (_, _, m1, se1) in zip(blocks, blocks[1:], strict=False):
-        tolerance = max(rel * abs(m0), 3 * math.hypot(se0, se1))
-        moves.append(0 if abs(m1 - m0) < tolerance else (1 if m1 > m0 else -1))
-    return moves
+@dataclass(frozen=True)
+class Block:
+    """Consecutive points of a run: index of the first, steps covered, median and its standard error."""
+
+    start: int
+    first: int
+    last: int
+    median: float
+    se: float
+
+
+def _blocks(s: np.ndarray, v: np.ndarray, resid: np.ndarray, t: Thresholds) -> list[Block]:
+    """Up to `t.blocks` consecutive blocks of at least `t.block_points` points each.
+
+    A block's standard error comes from its residuals around the rolling median, not from its spread:
+    a falling block is not noisier than a flat one, and a spike does not widen it.
+    """
+    import numpy as np
+
+    count = min(t.blocks, len(v) // t.block_points)
+    bounds = np.linspace(0, len(v), count + 1).round().astype(int) if count else []
+    return [
+        Block(
+            int(a), int(s[a]), int(s[b - 1]), float(np.median(v[a:b])), 1.2533 * _sigma(resid[a:b]) / math.sqrt(b - a)
+        )
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
+
+
+def _level(a: Block, b: Block, t: Thresholds) -> bool:
+    """Whether two blocks' medians differ by no more than the noise and the relative tolerance allow."""
+    tolerance = max(t.level_rel * min(abs(a.median), abs(b.median)), t.level_se * math.hypot(a.se, b.se))
+    return abs(a.median - b.median) <= tolerance
+
+
+def _all_level(blocks: Sequence[Block], t: Thresholds) -> bool:
+    return all(_level(a, b, t) for i, a in enumerate(blocks) for b in blocks[i + 1 :])
+
+
+def _moves(blocks: list[Block], t: Thresholds) -> list[int]:
+    """Per block transition: 0 when level, else the sign of the move."""
+    return [
+        0 if _level(a, b, t) else (1 if b.median > a.median else -1) for a, b in zip(blocks, blocks[1:], strict=False)
+    ]
+
+
+def _plateau_spans(blocks: list[Block], t: Thresholds) -> list[tuple[int, int]]:
+    """(first, last) block of each plateau: >= plateau_min_blocks blocks, every pair level.
+
+    Found from the end backwards, so the span that reaches the end is the longest one that does:
+    a plateau reaches the end exactly when the last plateau_min_blocks blocks are level, which is
+    the convergence rule.
+    """
+    spans, end = [], len(blocks) - 1
+    while end >= 0:
+        start = end
+        while start > 0 and all(_level(blocks[start - 1], b, t) for b in blocks[start : end + 1]):
+            start -= 1
+        if end - start + 1 >= t.plateau_min_blocks:
+            spans.append((start, end))
+            end = start - 1
+        else:
+            end -= 1
+    return spans[::-1]
+
+
+def _level_rule(t: Thresholds) -> str:
+    return (
+        f"up to {t.blocks} consecutive blocks of >= {t.block_points} points; two blocks are level when their "
+        f"medians differ by at most max({t.level_rel:.0%} of the lower, {t.level_se:g} combined standard errors; "
+        f"SE = 1.2533 x 1.4826 x MAD of residuals from a {t.spike_window}-point rolling median / sqrt(points))"
+    )
 
 
 METRICS = (
@@ -111,6 +168,22 @@ def _edges(v: np.ndarray, t: Thresholds) -> tuple[float, float, int]:
     return float(np.median(v[:edge])), float(np.median(v[-edge:])), edge
 
 
+def loss_missing(frame: pd.DataFrame) -> str | None:
+    """Why a frame has no training loss: the tags it holds instead and the ones sd-scripts writes; else None."""
+    if loss_tag(frame):
+        return None
+    why = f"no {LOSS_CURRENT} or {LOSS_AVERAGE} in the logs"
+    found = sorted(str(tag) for tag in frame["tag"].unique()) if len(frame) else []
+    if not found:
+        return why
+    shown = ", ".join(tag if tag.isprintable() else repr(tag) for tag in found[:8])
+    more = f" and {len(found) - 8} more" if len(found) > 8 else ""
+    return (
+        f"{why}; they hold {len(found)} other tag{'s' * (len(found) > 1)}: {shown}{more} "
+        f"(sd-scripts writes {', '.join(KNOWN_TAGS)} and {LR_PREFIX}<group>)"
+    )
+
+
 def verdicts(frame: pd.DataFrame, t: Thresholds | None = None) -> list[Verdict]:
     """The verdict table of one run's scalars (a `wrapper.tblog` frame), one row per `METRICS`."""
     import numpy as np
@@ -121,7 +194,7 @@ def verdicts(frame: pd.DataFrame, t: Thresholds | None = None) -> list[Verdict]:
     finite = np.isfinite(raw)
     s, v = steps[finite], raw[finite]
     if len(v) == 0:
-        why = f"{tag} has no finite value" if tag else "no loss/current or loss/average in the logs"
+        why = f"{tag} has no finite value" if tag else str(loss_missing(frame))
         rows = {m: Verdict(m, "no data", "n/a", why, "") for m in METRICS}
         if tag:
             rows["NaN / inf"] = _nonfinite(tag, steps, raw)
@@ -132,9 +205,9 @@ def verdicts(frame: pd.DataFrame, t: Thresholds | None = None) -> list[Verdict]:
     edge_rule = f"median of raw {tag} over the first/last {t.edge_fraction:.0%} of finite points ({edge})"
     low = int(np.argmin(smoothed))
     resid, _ = _noise(v, t.spike_window)
-    blocks = _blocks(s, v, min(t.blocks, len(v) // 2)) if len(v) >= 4 else []
-    moves = _moves(blocks, t.plateau_rel)
-    convergence = _convergence(s, v, t)
+    blocks = _blocks(s, v, resid, t)
+    spans = _plateau_spans(blocks, t)
+    convergence = _convergence(s, v, blocks, t)
     return [
         Verdict(
             "Initial loss",
@@ -158,61 +231,53 @@ def verdicts(frame: pd.DataFrame, t: Thresholds | None = None) -> list[Verdict]:
             f"minimum of {tag} smoothed as TensorBoard does (weight {t.smoothing})",
         ),
         convergence,
-        _plateaus(blocks, moves, t),
+        _plateaus(blocks, spans, t),
         _spikes(s, resid, t),
         _nonfinite(tag, steps, raw),
-        _oscillation(blocks, moves, t),
-        _underfitting(first, last, convergence, t, len(v)),
+        _oscillation(blocks, t),
+        _underfitting(first, last, convergence, spans == [(0, len(blocks) - 1)], t, len(v)),
         _overfitting(frame, tag, t),
     ]
 
 
-def _convergence(s: np.ndarray, v: np.ndarray, t: Thresholds) -> Verdict:
+def _convergence(s: np.ndarray, v: np.ndarray, blocks: list[Block], t: Thresholds) -> Verdict:
     import numpy as np
 
-    n = max(2, math.ceil(t.tail_fraction * len(v)))
+    k = t.plateau_min_blocks
     rule = (
-        f"least-squares trend of the raw loss over the last {t.tail_fraction:.0%} of points; "
-        f"converged when |trend x span| <= {t.converged_noise} x noise sigma "
-        f"(1.4826 x MAD of residuals from a {t.spike_window}-point rolling median)"
+        f"converged when the last {k} blocks are all level (the plateau rule: {_level_rule(t)}); "
+        "otherwise still decreasing or rising by the least-squares trend of their points"
     )
-    if len(v) < 10:
-        return Verdict("Convergence", "too short", "n/a", f"{len(v)} finite points; need 10", rule)
-    ts, tv = s[-n:].astype(float), v[-n:]
-    slope = float(np.polyfit(ts, tv, 1)[0]) if ts[-1] > ts[0] else 0.0
-    change = slope * (ts[-1] - ts[0])
-    sigma = _noise(tv, t.spike_window)[1] or float(np.std(tv))
-    limit = max(t.converged_noise * sigma, 1e-9 * float(np.abs(tv).max()))  # float error on a flat tail
-    notes = f"trend {_fmt(change)} over steps {int(ts[0])}-{int(ts[-1])}; noise sigma {_fmt(sigma)}"
-    if abs(change) <= limit:
-        return Verdict("Convergence", "converged", "ok", notes, rule)
-    if change < 0:
+    if len(blocks) < k:
+        return Verdict(
+            "Convergence", "too short", "n/a", f"{len(v)} finite points: {len(blocks)} blocks; need {k}", rule
+        )
+    tail = blocks[-k:]
+    medians = ", ".join(_fmt(b.median) for b in tail)
+    notes = f"block medians {medians} over steps {tail[0].first}-{tail[-1].last}"
+    if _all_level(tail, t):
+        return Verdict("Convergence", "converged", "ok", notes + "; all level", rule)
+    ts, tv = s[tail[0].start :].astype(float), v[tail[0].start :]
+    slope = float(np.polyfit(ts, tv, 1)[0]) if ts[-1] > ts[0] else tail[-1].median - tail[0].median
+    notes += f"; trend {_fmt(slope * (ts[-1] - ts[0]))} over them"
+    if slope < 0:
         return Verdict("Convergence", "still decreasing", "warn", notes, rule)
     return Verdict("Convergence", "rising", "bad", notes, rule)
 
 
-def _plateaus(blocks: list, moves: list[int], t: Thresholds) -> Verdict:
+def _plateaus(blocks: list[Block], spans: list[tuple[int, int]], t: Thresholds) -> Verdict:
     rule = (
-        f"run cut into {t.blocks} blocks of equal point count; a plateau is >= {t.plateau_min_blocks} "
-        f"consecutive blocks whose means differ by less than max({t.plateau_rel:.0%} of the loss, "
-        "3 standard errors)"
+        f"a plateau is >= {t.plateau_min_blocks} consecutive blocks that are all level with each other; "
+        + _level_rule(t)
     )
     if len(blocks) < t.plateau_min_blocks:
         return Verdict("Plateaus", "too short", "n/a", f"{len(blocks)} blocks", rule)
-    spans, start = [], None
-    for i, move in enumerate([*moves, 1]):
-        if move == 0 and start is None:
-            start = i
-        elif move != 0 and start is not None:
-            if i - start + 1 >= t.plateau_min_blocks:
-                spans.append((start, i))
-            start = None
     if not spans:
-        return Verdict("Plateaus", "none", "info", "the loss moves between every pair of blocks", rule)
+        return Verdict("Plateaus", "none", "info", f"no {t.plateau_min_blocks} consecutive blocks are level", rule)
     texts = []
     for a, b in spans:
         where = " (whole run)" if a == 0 and b == len(blocks) - 1 else " (to the end)" if b == len(blocks) - 1 else ""
-        texts.append(f"steps {blocks[a][0]}-{blocks[b][1]}{where}")
+        texts.append(f"steps {blocks[a].first}-{blocks[b].last}{where}")
     return Verdict("Plateaus", f"{len(spans)} plateau{'s' * (len(spans) > 1)}", "info", "; ".join(texts), rule)
 
 
@@ -259,36 +324,40 @@ def _nonfinite(tag: str, steps: np.ndarray, raw: np.ndarray) -> Verdict:
     return Verdict("NaN / inf", f"{len(bad)} points", "bad", f"{kinds}; first at step {steps[bad[0]]}", rule)
 
 
-def _oscillation(blocks: list, moves: list[int], t: Thresholds) -> Verdict:
+def _oscillation(blocks: list[Block], t: Thresholds) -> Verdict:
     rule = (
-        f"block means (as for plateaus) that move beyond the flat tolerance and reverse direction "
-        f">= {t.oscillation_reversals} times"
+        f"consecutive blocks that are not level (as for plateaus) give a move up or down; oscillating when the "
+        f"moves reverse direction >= {t.oscillation_reversals} times"
     )
-    if len(blocks) < 3:
+    if len(blocks) < t.plateau_min_blocks:
         return Verdict("Oscillation", "too short", "n/a", f"{len(blocks)} blocks", rule)
-    signs = [m for m in moves if m]
+    signs = [m for m in _moves(blocks, t) if m]
     reversals = sum(a != b for a, b in zip(signs, signs[1:], strict=False))
-    notes = f"{reversals} reversals among {len(signs)} significant block moves"
+    notes = f"{reversals} reversals among {len(signs)} moves between {len(blocks)} blocks"
     if reversals >= t.oscillation_reversals:
         return Verdict("Oscillation", "oscillating", "warn", notes, rule)
     return Verdict("Oscillation", "none", "ok", notes, rule)
 
 
-def _underfitting(first: float, last: float, convergence: Verdict, t: Thresholds, points: int) -> Verdict:
+def _underfitting(first: float, last: float, convergence: Verdict, flat: bool, t: Thresholds, points: int) -> Verdict:
     rule = (
-        f"relative drop (initial - final) / initial below {t.underfit_drop:.0%}, "
-        "or the loss still decreasing at the end"
+        f"possible when the relative drop (initial - final) / initial is below {t.underfit_drop:.0%} or the whole "
+        "run is one plateau; still learning when it fell more but Convergence says still decreasing"
     )
     drop = (first - last) / abs(first) if first else math.nan
-    notes = f"loss fell {drop:.1%} from initial to final" if drop >= 0 else f"loss rose {-drop:.1%}"
     if math.isnan(drop):
         return Verdict("Under-fitting", "not measurable", "n/a", "initial loss is 0", rule)
+    notes = f"loss fell {drop:.1%} from initial to final" if drop >= 0 else f"loss rose {-drop:.1%}"
     if points < 10:
         return Verdict("Under-fitting", "too short", "n/a", f"{notes}; {points} finite points; need 10", rule)
     if drop < t.underfit_drop:
         return Verdict("Under-fitting", "possible", "warn", notes, rule)
+    if flat:
+        return Verdict(
+            "Under-fitting", "possible", "warn", notes + ", within the noise: the whole run is one plateau", rule
+        )
     if convergence.status == "still decreasing":
-        return Verdict("Under-fitting", "possible", "warn", notes + "; still decreasing at the end", rule)
+        return Verdict("Under-fitting", "still learning", "warn", notes + "; still decreasing at the end", rule)
     return Verdict("Under-fitting", "not seen", "ok", notes, rule)
 
 

@@ -5,6 +5,10 @@
     fashion photo of a woman in a red coat        <- a prompt
     studio portrait, white background --n text    <- a prompt with its own negative prompt
 
+A prompt is taken exactly as written after its indentation, white space at its end included (the
+research log's first prompt ends with a space): gen_img.py strips only the ends of a line, and the
+prompt is always followed by options there. Negative prompts are stripped.
+
 Steps, CFG, seed and sampler come from the grid, never from the file. Text that sd-scripts'
 gen_img.py would read as something else (wrapper.kohya.prompt_lines.text_problems: " --" other
 than one " --n", "{" or "}" of dynamic prompts, " AND " of regional prompts) is an error with its
@@ -56,10 +60,9 @@ def parse_prompts(text: str, source: str = "<prompts>") -> list[Prompt]:
     prompts: list[Prompt] = []
     problems: list[str] = []
     negative = ""
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.rstrip()
+    for number, line in enumerate(text.splitlines(), start=1):
         stripped = line.lstrip()
-        if not stripped or stripped.startswith("#"):
+        if not stripped.strip() or stripped.startswith("#"):
             continue
         indent = len(line) - len(stripped)
         where = f"{source}:{number}"
@@ -80,30 +83,33 @@ def parse_prompts(text: str, source: str = "<prompts>") -> list[Prompt]:
 
 
 def _split_line(line: str, where: str, indent: int) -> tuple[str, str | None, list[str]]:
-    """Split 'prompt --n negative' and check both parts; columns are 1-based."""
+    """Split 'prompt --n negative' and check both parts; columns are 1-based. The prompt keeps white space
+    at its end, the negative prompt is stripped."""
     problems: list[str] = []
     if line.startswith("--"):
         return "", None, [f"{where}:{indent + 1}: a line must start with the prompt, not with an option"]
     cut = line.find(NEGATIVE_OPTION)
-    if cut < 0 and line.endswith(NEGATIVE_OPTION.rstrip()):
-        cut = len(line) - len(NEGATIVE_OPTION.rstrip())
+    if cut < 0 and line.rstrip().endswith(NEGATIVE_OPTION.rstrip()):
+        cut = len(line.rstrip()) - len(NEGATIVE_OPTION.rstrip())
     prompt = line if cut < 0 else line[:cut]
     problems += _check_text(prompt, where, indent, "prompt")
     if cut < 0:
-        return prompt.strip(), None, problems
+        return prompt, None, problems
     start = cut + len(NEGATIVE_OPTION)
     negative = line[start:]
     problems += _check_text(negative, where, indent + start, "negative prompt")
     if not negative.strip():
         problems.append(f"{where}:{indent + cut + 2}: '--n' needs a negative prompt after it")
-    return prompt.strip(), negative.strip(), problems
+    return prompt, negative.strip(), problems
 
 
 def _check_text(text: str, where: str, offset: int, what: str) -> list[str]:
-    """Problems of a text (stripped here) that gen_img.py would read differently; `offset`: its 0-based column."""
+    """Problems of a text that gen_img.py would read differently; `offset`: its 0-based column. A prompt
+    keeps the white space at its end (options follow it in every gen_img.py line), a negative is stripped."""
     lead = len(text) - len(text.lstrip())
     problems = []
-    for p in text_problems(text.strip(), negative=what != "prompt", reader=GEN_IMG):
+    body = text.lstrip() if what == "prompt" else text.strip()
+    for p in text_problems(body, negative=what != "prompt", reader=GEN_IMG):
         hint = f"; {OPTION_HINT}" if p.kind == "option" else ""
         problems.append(f"{where}:{offset + lead + p.at + 1}: the {what} {p.message}{hint}")
     return problems

@@ -24,11 +24,12 @@ def prompt_line(
     """One gen_img.py `--from_file` line rendering exactly one image into `filename`.
 
     The prompt and negative prompt must already be free of `prompt_lines.text_problems` for gen_img
-    (prompts.py checks that). An empty negative prompt is left out, which gen_img.py reads as "".
+    (prompts.py checks that); the prompt travels as it is, a space at its end included (gen_img.py
+    keeps it: options follow). An empty negative prompt is left out, which gen_img.py reads as "".
     """
     options: dict[str, str | int | float] = {"n": negative.strip()} if negative else {}
     options |= {"s": steps, "l": float(cfg), "d": seed, "am": float(weight), "f": filename}
-    return format_line(prompt.strip(), options)
+    return format_line(prompt, options)
 
 
 def gen_img_argv(

@@ -134,16 +134,24 @@ class TextProblem:
     message: str
 
 
-def text_problems(text: str, *, negative: bool = False, reader: Reader = TRAINER) -> list[TextProblem]:
-    """Everything that makes `reader` read `text` (a prompt, or with `negative` a ' --n' value) differently."""
+def text_problems(text: str, *, negative: bool = False, reader: Reader = TRAINER,
+                  ends_line: bool = False) -> list[TextProblem]:
+    """Everything that makes `reader` read `text` (a prompt, or with `negative` a ' --n' value) differently.
+
+    Both readers strip only the ends of a line: white space at the start of a prompt is lost, white
+    space at the end of a text only when nothing follows it in the line (`ends_line`). A prompt
+    followed by options keeps a trailing space: 'ideals. ' + ' --n x' is read back as 'ideals. '.
+    """
     problems = []
     breaks = [i for i, ch in enumerate(text) if ch in LINE_BREAKS[reader]]
     if breaks:
         problems.append(TextProblem(breaks[0], "line break", "contains a line break"))
     problems += _separator_problems(text, negative)
-    if text != text.strip():
-        where = 0 if text[0].isspace() else len(text) - 1
-        problems.append(TextProblem(where, "space", "starts or ends with white space, which sd-scripts strips"))
+    if not negative and text[:1].isspace():
+        problems.append(TextProblem(0, "space", "starts with white space, which sd-scripts strips from the line"))
+    if ends_line and text[-1:].isspace():
+        problems.append(TextProblem(len(text) - 1, "space", "ends with white space, which sd-scripts strips from "
+                                    "the end of a line"))
     if not negative:
         problems += _prompt_start_problems(text, reader)
     if reader == GEN_IMG:

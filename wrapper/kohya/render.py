@@ -82,6 +82,7 @@ def render_dataset(recipe: Recipe, places: Places) -> dict[str, Any]:
         "color_aug": d.color_aug,
         "caption_dropout_rate": float(d.caption_dropout_rate),
         "caption_tag_dropout_rate": float(d.caption_tag_dropout_rate),
+        "caption_separator": d.caption_separator,  # what shuffling, keep_tokens and part dropout split at
     }
     folders = (places.image_dir, *places.more_image_dirs)
     dataset["subsets"] = [{"image_dir": str(folder), **subset} for folder in folders]

@@ -103,7 +103,8 @@ class Data:
     flip: bool = False
     color_aug: bool = False
     caption_dropout_rate: float = 0.0
-    caption_tag_dropout_rate: float = 0.0
+    caption_tag_dropout_rate: float = 0.0  # drop each part of a caption (split at caption_separator)
+    caption_separator: str = ","  # what splits a caption into parts: "," for tags, ". " for sentences
     shuffle_caption: bool = False
     keep_tokens: int = 0
     caption_extension: str = ".txt"
