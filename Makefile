@@ -14,6 +14,7 @@ GLITCHES := glitch-train-text-encoder glitch-uncropped glitch-no-bucket glitch-c
 PATHS := $(if $(DATASET),--dataset $(DATASET)) $(if $(MODEL),--model $(MODEL))
 
 .PHONY: setup setup-train test lint vendor args-table recipes prep audit report generate generate-checkpoints \
+        generate-glitch \
         sd-scripts demo compare queue sweep \
         $(RECIPES) $(GLITCHES)
 
@@ -58,6 +59,9 @@ generate: setup-train  ## the log's sweep over a run's final LoRA: make generate
 generate-checkpoints: setup-train  ## the same prompts across every saved checkpoint of RUN
 	$(GAZE) generate $(RUN) --checkpoint all --grid negative=on,off
 
+generate-glitch: setup-train  ## the research log's generation-glitch preset on RUN's final LoRA: make generate-glitch RUN=...
+	$(GAZE) generate $(RUN) --glitch --yes
+
 sd-scripts:  ## find (or clone) the pinned sd-scripts before anything heavy is installed
 	@test -n "$$SD_SCRIPTS_DIR" || test -d vendor/sd-scripts || $(MAKE) --no-print-directory vendor || { \
 	  echo "No sd-scripts checkout: set SD_SCRIPTS_DIR to a checkout of $(PIN) (commit $(COMMIT)),"; \
@@ -74,6 +78,16 @@ queue: setup-train  ## make queue QUEUE="sd15-standard sd15-uncropped"
 
 sweep: setup-train  ## make sweep BASE=sd15-standard MODIFIERS="no-bucket crop-flip"
 	$(GAZE) sweep $(BASE) $(MODIFIERS) $(PATHS)
+
+.PHONY: setup-slurm slurm-cluster status
+setup-slurm: setup-train  ## also install submitit (the slurm extra) and Slurm's Debian packages
+	$(VENV)/bin/pip install -q -e '.[train,test,slurm]' && scripts/slurm-cluster install
+
+slurm-cluster:  ## a one-node Slurm cluster on this machine (then: export SLURM_CONF=... as it prints)
+	scripts/slurm-cluster start
+
+status: setup  ## make status SWEEP=runs/sweeps/<time>-<id> (default: the newest runs)
+	$(GAZE) status $(SWEEP)
 
 compare: setup  ## make compare RUNS="runs/a/... runs/b/..."
 	$(GAZE) compare $(RUNS)

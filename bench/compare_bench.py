@@ -4,7 +4,7 @@ Builds RUNS run folders of STEPS steps each in sd-scripts' layout (loss/current,
 lr/unet, lr/group0 every step, validation every 400 steps), then times on the same files:
 
 * `tbparse.SummaryReader(<logs>).scalars` for every run (the baseline: loading only),
-* `wrapper.reports.run.write_comparison` (load with CRC checks, smooth, verdicts, plots, HTML and
+* `wrapper.reports.compare.write_comparison` (load with CRC checks, smooth, verdicts, plots, HTML and
   Markdown), in this process after a warm-up, and as `gaze compare` in a fresh process
   (interpreter start and imports included).
 
@@ -75,7 +75,7 @@ def main() -> None:
 
     from tbparse import SummaryReader
 
-    from wrapper.reports.run import write_comparison
+    from wrapper.reports.compare import write_comparison
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -91,7 +91,7 @@ def main() -> None:
         tbparse_ms = median_ms(baseline, args.repeat)
         assert rows == expected, (rows, expected)
         write_comparison(runs, root / "warm-up")
-        ours_ms = median_ms(lambda: write_comparison(runs, root / "out"), args.repeat)
+        ours_ms = median_ms(lambda: write_comparison(runs, root / "out", replace=True), args.repeat)
         command = [
             sys.executable,
             "-c",

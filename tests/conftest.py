@@ -1,8 +1,10 @@
-"""Shared fixtures: no user settings, golden-file updating, real sd-scripts gating, small real datasets."""
+"""Shared fixtures: no user settings, golden-file updating, real sd-scripts gating, a one-node Slurm
+cluster, small real datasets."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,31 @@ def no_user_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test starts without the user's GAZE_* variables (settings file, dataset, models, recipes)."""
     for name in [n for n in os.environ if n.startswith("GAZE_") and n != "GAZE_TEST_CACHE"]:
         monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Iterator[str]:
+    """A one-node Slurm cluster on this machine (scripts/slurm-cluster), started once for the session and
+    stopped at its end if this fixture started it; SLURM_CONF points at it. Skips where it cannot start."""
+    import subprocess
+
+    pytest.importorskip("submitit", reason="needs the slurm extra: pip install -e '.[slurm]'")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "slurm-cluster"
+    running = subprocess.run([script, "status"], capture_output=True, timeout=60).returncode == 0
+    try:
+        done = subprocess.run([script, "start"], capture_output=True, text=True, timeout=600)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        pytest.skip(f"no Slurm cluster: scripts/slurm-cluster start did not run ({exc})")
+    conf = next((line.split("=", 1)[1] for line in done.stdout.splitlines() if line.startswith("export SLURM_CONF=")),
+                None)
+    if done.returncode != 0 or conf is None:
+        tail = " | ".join((done.stdout + done.stderr).strip().splitlines()[-3:])
+        pytest.skip(f"no Slurm cluster: scripts/slurm-cluster start failed ({tail})")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SLURM_CONF", conf)
+        yield conf
+    if not running:
+        subprocess.run([script, "stop"], capture_output=True, timeout=120)
 
 
 @pytest.fixture

@@ -149,3 +149,42 @@ def test_a_child_never_outlives_its_owner_even_after_sigkill(stand_in, tmp_path)
         time.sleep(0.1)
     assert not any(_alive(pid) for pid in children)
     assert "is gone: stopping the trainer" in log.read_text()
+
+
+def test_one_signal_stops_the_children_of_every_thread_and_starts_no_more(stand_in):
+    """A pool's runs are started from worker threads; the main thread's forwarding_signals() stops them all."""
+    from wrapper.launch import forwarding_signals, stop_requested
+
+    results, ready = {}, threading.Barrier(3)
+
+    def run(name: str) -> None:
+        log = stand_in.parent / f"{name}.log"
+
+        def on_line(line: str) -> None:
+            if line == "ready":
+                ready.wait(10)
+
+        results[name] = run_streaming([sys.executable, str(stand_in), "polite"], cwd=stand_in.parent,
+                                      env=os.environ, log_path=log, on_line=on_line, grace_s=5)
+
+    with forwarding_signals():
+        threads = [threading.Thread(target=run, args=(n,)) for n in ("a", "b")]
+        for t in threads:
+            t.start()
+        ready.wait(10)
+        os.kill(os.getpid(), signal.SIGINT)
+        for t in threads:
+            t.join(20)
+        assert stop_requested() == signal.SIGINT
+        late = run_streaming([sys.executable, str(stand_in), "lines", "0"], cwd=stand_in.parent, env=os.environ,
+                             log_path=stand_in.parent / "late.log")
+    assert all(r.interrupted and r.returncode == 130 for r in results.values())
+    assert late.interrupted and late.duration_s == 0 and not (stand_in.parent / "late.log").read_text()
+    assert stop_requested() is None  # a new scope starts afresh
+
+
+def test_a_child_stopped_by_someone_elses_sigterm_counts_as_stopped_by_a_signal(stand_in):
+    code = "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"
+    result = run_streaming([sys.executable, "-c", code], cwd=stand_in.parent, env=os.environ,
+                           log_path=stand_in.parent / "t.log")
+    assert not result.interrupted and result.stopped_by_signal and result.returncode == 143

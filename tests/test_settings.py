@@ -63,3 +63,37 @@ def test_messages_name_the_settings_file_in_use(tmp_path):
         model_for(settings, "sd15", None, wanted_by="recipe 'sd15-standard'")
     with pytest.raises(GazeError, match=r"no dataset given: .* in .*lab.toml"):
         dataset_for(settings, None)
+
+
+def test_where_runs_execute_and_the_slurm_table(tmp_path):
+    path = tmp_path / "gaze.toml"
+    path.write_text('on = "slurm"\n[slurm]\npartition = "gpu"\ntime_min = 90\ngpus_per_run = 0\n'
+                    'setup = ["module load cuda"]\n')
+    settings = load_settings(path, env={})
+    assert settings.on == "slurm" and settings.slurm.partition == "gpu" and settings.slurm.time_min == 90
+    assert settings.slurm.gpus_per_run == 0 and settings.slurm.setup == ("module load cuda",)
+    assert settings.slurm.mem_gb == 64 and settings.slurm.max_parallel is None  # the defaults
+    assert load_settings(path, env={"GAZE_ON": "local"}).on == "local"
+    (tmp_path / "plain.toml").write_text('dataset = "d"\n')
+    assert load_settings(tmp_path / "plain.toml", env={}).on == "local"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('on = "slrum"\n', "on = 'slrum'; expected one of 'local', 'slurm' (did you mean 'slurm'?)"),
+        ("[slurm]\npartiton = 'gpu'\n", "[slurm]: unknown key 'partiton' (did you mean 'partition'?)"),
+        ("[slurm]\ntime_min = 0\n", "[slurm] time_min = 0; expected a whole number >= 1"),
+        ("[slurm]\nmem_gb = '64G'\n", "[slurm] mem_gb = '64G'; expected a whole number >= 1"),
+        ("[slurm]\ngpus_per_run = true\n", "[slurm] gpus_per_run = True; expected a whole number >= 0"),
+        ("[slurm]\npartition = ''\n", "[slurm] partition = ''; expected a non-empty string"),
+        ("[slurm]\nsetup = 'module load cuda'\n", "[slurm] setup = 'module load cuda'; expected a list"),
+        ('slurm = "gpu"\n', "[slurm] = 'gpu'; expected a table of Slurm resources"),
+    ],
+)
+def test_wrong_execution_settings_are_one_clear_error(tmp_path, text, message):
+    path = tmp_path / "gaze.toml"
+    path.write_text(text)
+    with pytest.raises(GazeError) as err:
+        load_settings(path, env={})
+    assert str(err.value).startswith(str(path)) and message in str(err.value)

@@ -33,9 +33,31 @@ from typing import Literal
 from wrapper.errors import DatasetError, GazeError, did_you_mean
 
 PREPARED = "prepared"  # the cache folder of prepared datasets
-KEYS = ("dataset", "runs_dir", "cache_dir", "tokenizer_cache_dir", "models", "recipes", "metrics")
+KEYS = ("dataset", "runs_dir", "cache_dir", "tokenizer_cache_dir", "models", "recipes", "metrics", "on", "slurm")
 #: [metrics]: local weights for the metrics that need them (wrapper.generation.learned); never downloaded.
 METRICS_KEYS = ("clip", "clip_arch", "dino", "lpips")
+BACKENDS = ("local", "slurm")
+Backend = Literal["local", "slurm"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SlurmSettings:
+    """The `[slurm]` table: what each run of a sweep asks Slurm for."""
+
+    partition: str | None = None  # None: the cluster's default partition
+    account: str | None = None
+    qos: str | None = None
+    time_min: int = 240
+    gpus_per_run: int = 1
+    cpus_per_run: int = 8
+    mem_gb: int = 64
+    max_parallel: int | None = None  # array tasks at once; None: all of them
+    setup: tuple[str, ...] = ()  # shell lines run before each task (module load ...)
+
+
+#: The least each number may be (gpus_per_run 0: a CPU-only run).
+SLURM_MINIMA = {"time_min": 1, "gpus_per_run": 0, "cpus_per_run": 1, "mem_gb": 1, "max_parallel": 1}
+SLURM_KEYS = tuple(f.name for f in fields(SlurmSettings))
 
 
 @dataclass(frozen=True)
@@ -48,6 +70,8 @@ class Settings:
     recipes: Path | None = None  # a Python file of the user's own RECIPES / MODIFIERS
     metrics: dict[str, Path | str] = field(default_factory=dict)  # [metrics]: weight files, clip_arch
     origin: str = "defaults"  # the settings file read, for messages
+    on: Backend = "local"  # where queue and sweep run their runs
+    slurm: SlurmSettings = field(default_factory=SlurmSettings)
 
     @property
     def file(self) -> str:
@@ -102,7 +126,36 @@ def read_settings_file(path: Path, *, required: bool) -> dict:
                             f"expected {', '.join(METRICS_KEYS)}")
         if not isinstance(value, str) or not value.strip():
             raise GazeError(f"{path}: [metrics] {name} = {value!r}; expected a non-empty string")
+    if "on" in raw:
+        check_backend(raw["on"], f"{path}: on")
+    slurm_settings(raw.get("slurm", {}), f"{path}: [slurm]")
     return raw
+
+
+def check_backend(value: object, where: str) -> Backend:
+    if value not in BACKENDS:
+        raise GazeError(f"{where} = {value!r}; expected one of {', '.join(map(repr, BACKENDS))}"
+                        f"{did_you_mean(str(value), BACKENDS)}")
+    return value  # type: ignore[return-value]
+
+
+def slurm_settings(table: object, where: str) -> SlurmSettings:
+    """The `[slurm]` table checked key by key: unknown keys (with a did-you-mean) and wrong types."""
+    if not isinstance(table, dict):
+        raise GazeError(f"{where} = {table!r}; expected a table of Slurm resources")
+    for key, value in table.items():
+        if key not in SLURM_KEYS:
+            raise GazeError(f"{where}: unknown key {key!r}{did_you_mean(key, SLURM_KEYS)}; expected one of "
+                            f"{', '.join(SLURM_KEYS)}")
+        if key in SLURM_MINIMA:
+            if not isinstance(value, int) or isinstance(value, bool) or value < SLURM_MINIMA[key]:
+                raise GazeError(f"{where} {key} = {value!r}; expected a whole number >= {SLURM_MINIMA[key]}")
+        elif key == "setup":
+            if not isinstance(value, list) or not all(isinstance(line, str) for line in value):
+                raise GazeError(f"{where} setup = {value!r}; expected a list of shell lines (strings)")
+        elif not isinstance(value, str) or not value.strip():
+            raise GazeError(f"{where} {key} = {value!r}; expected a non-empty string")
+    return SlurmSettings(**{k: tuple(v) if k == "setup" else v for k, v in table.items()})
 
 
 def load_settings(path: Path | None = None, env: dict[str, str] | None = None) -> Settings:
@@ -135,6 +188,8 @@ def load_settings(path: Path | None = None, env: dict[str, str] | None = None) -
         metrics={k: (v if k == "clip_arch" and not v.endswith(".json") else place(v))
                  for k, v in raw.get("metrics", {}).items()},
         origin=str(path) if path.is_file() else "defaults",
+        on=check_backend(env["GAZE_ON"], "GAZE_ON") if env.get("GAZE_ON") else raw.get("on", "local"),
+        slurm=slurm_settings(raw.get("slurm", {}), f"{path}: [slurm]"),
     )
 
 

@@ -179,3 +179,29 @@ def test_validate_explains_subsets_without_a_dataset(run, tmp_path):
     result = run("validate", str(tmp_path))
     assert result.exit_code == 1 and "needs a [[datasets]] line before it" in result.output
     assert "Traceback" not in result.output
+
+
+def test_config_counts_the_sample_prompts_tokens_and_names_what_sampling_would_lose(run, image_dir, tmp_path,
+                                                                                       checkpoints):
+    """sd-scripts samples with its long-prompt pipeline: 3 chunks of 75 tokens, whatever max_token_length is."""
+    result = run("config", "sd15-standard", "--out", str(tmp_path / "a"), "--dataset", str(image_dir),
+                 "--model", str(checkpoints["sd15"]))
+    assert result.exit_code == 0, result.output
+    assert "sample prompt 1: 220 CLIP tokens (sd-scripts' sampling reads up to 225: all of it)" in result.output
+    assert "sample prompt 3: 129 CLIP tokens" in result.output and "warning" not in result.output
+    (tmp_path / "mine.py").write_text(
+        "from wrapper.recipe import SamplePrompt, evolve\nfrom recipes.standard import SD15_STANDARD\n"
+        "LONG = 'red wool coat, ' * 80 + 'the very last words'\n"
+        "RECIPES = (evolve(SD15_STANDARD, sampling={'prompts': (SamplePrompt(prompt=LONG),)}).replace(name='long', "
+        "description='d'),)\n")
+    (tmp_path / "gaze.toml").write_text('recipes = "mine.py"\n')
+    result = run("config", "long", "--out", str(tmp_path / "b"), "--dataset", str(image_dir),
+                 "--model", str(checkpoints["sd15"]))
+    assert result.exit_code == 0, result.output
+    assert "warning: sample prompt 1: 324 CLIP tokens; sd-scripts' sampling reads the first 225 and loses:" in (
+        result.output) and result.output.rstrip().endswith("the very last words")
+
+
+def test_import_is_a_command_with_help(run):
+    result = run("import", "--help")
+    assert result.exit_code == 0 and "Example: gaze import" in result.output and "--out" in result.output

@@ -209,3 +209,64 @@ def test_a_valid_record_that_is_not_an_event_is_skipped(tmp_path):
     with pytest.warns(EventFileWarning, match=r"not a readable Event.*\(1 rows read before it\)"):
         frame = read_event_files([path])
     assert frame["step"].tolist() == [1, 2]
+
+
+# ---- files too large, sparse or lying about their length: bounded memory ----------------------------------
+
+
+def test_a_20_gb_sparse_file_is_read_in_bounded_memory(tmp_path):
+    import resource
+    import time
+    import tracemalloc
+
+    import pandas  # noqa: F401  (imported before measuring)
+
+    path = write_events(tmp_path, [("loss/current", s, 0.1) for s in range(1, 11)])
+    real = path.stat().st_size
+    with open(path, "r+b") as f:
+        f.truncate(20 * 2**30)  # a hole: 20 GB of zeros that take no disk
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        with pytest.warns(EventFileWarning, match=rf"header CRC mismatch.* at byte {real} \(10 rows read before it\)"):
+            frame = read_event_files([path])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - start < 5 and frame["step"].tolist() == list(range(1, 11))
+    assert peak < 20 * 2**20 and resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss < 200 * 1024  # KiB
+
+
+@pytest.mark.parametrize("length", [2**62, 2**64 - 1, tfevents.MAX_RECORD + 1])
+def test_an_absurd_length_is_damage_never_an_allocation(tmp_path, length):
+    path = write_events(tmp_path, [("loss/current", s, 0.1) for s in range(1, 11)])
+    real = path.stat().st_size
+    with open(path, "ab") as f:
+        f.write(struct.pack("<QI", length, tfevents.masked_crc(struct.pack("<Q", length))))
+        f.truncate(real + 16 + tfevents.MAX_RECORD + 1024)  # even a length inside the file is refused over the cap
+    with pytest.warns(EventFileWarning, match=rf"record length {length} is absurd .* at byte {real} \(10 rows"):
+        frame = read_event_files([path])
+    assert len(frame) == 10
+
+
+def test_a_length_beyond_the_end_of_the_file_is_a_cut_off_record(tmp_path):
+    path = write_events(tmp_path, [("loss/current", s, 0.1) for s in range(1, 11)])
+    with open(path, "ab") as f:
+        f.write(struct.pack("<QI", 5000, tfevents.masked_crc(struct.pack("<Q", 5000))) + b"x" * 100)
+    with pytest.warns(EventFileWarning, match=r"ends inside a record \(5016 bytes long, 112 are left"):
+        assert len(read_event_files([path])) == 10
+
+
+def test_reading_in_chunks_changes_nothing(tmp_path, monkeypatch):
+    """Rows, damage, byte offsets and rows-before are the same whatever the chunk size."""
+    path = write_events(tmp_path, [(t, s, s / 7) for s in range(1, 301) for t in ("loss/current", "lr/unet", "ü")])
+    data = bytearray(path.read_bytes())
+    offsets, _ = tfevents.frame_records(bytes(data))
+    data[offsets[500] + 14] ^= 0x01  # a payload byte: one record skipped
+    path.write_bytes(bytes(data[:-5]))  # and a cut-off tail
+    whole = read_quiet([path])
+    monkeypatch.setattr(tfevents, "CHUNK", 1000)
+    chunked = read_quiet([path])
+    assert rows(chunked) == rows(whole) and len(whole) == 3 * 300 - 2
+    assert chunked.attrs["problems"] == whole.attrs["problems"] and len(whole.attrs["problems"]) == 2

@@ -75,7 +75,9 @@ def test_every_verdict_prints_its_rule(tmp_path):
     table = verdicts_of(tmp_path, rf.converging(N))
     assert list(table) == list(curves.METRICS)
     assert all(v.rule for v in table.values())
-    assert "0.5 x noise sigma" in table["Convergence"].rule and "above 10.0" in table["Spikes"].rule
+    assert "the last 3 blocks are all level" in table["Convergence"].rule and "above 10.0" in table["Spikes"].rule
+    assert "at most max(1% of the lower, 3 combined standard errors" in table["Plateaus"].rule
+    assert "by less than 5% of the initial loss" in table["Under-fitting"].rule
 
 
 def test_converging_run(tmp_path):
@@ -90,10 +92,11 @@ def test_converging_run(tmp_path):
     assert table["Over-fitting"].notes == "not measurable without a validation split"
 
 
-def test_still_decreasing_run_may_be_under_fitted(tmp_path):
+def test_still_decreasing_run_is_still_learning(tmp_path):
     table = verdicts_of(tmp_path, rf.still_decreasing(N))
     assert (table["Convergence"].status, table["Convergence"].level) == ("still decreasing", "warn")
-    assert table["Under-fitting"].status == "possible"
+    # it fell by two thirds: "possible under-fitting" would contradict that; it was stopped while learning
+    assert (table["Under-fitting"].status, table["Under-fitting"].level) == ("still learning", "warn")
     assert table["Plateaus"].status == "none"
 
 
@@ -140,6 +143,17 @@ def test_missing_loss_tags(tmp_path):
     assert all(v.level == "n/a" for v in table.values())
     assert table["Final loss"].notes == "no loss/current or loss/average in the logs"
     assert curves.final_loss(read_run_scalars(run)) is None
+
+
+def test_other_tags_than_sd_scripts_are_named(tmp_path):
+    tags = [f"custom/{i:02d}" for i in range(10)]
+    rf.write_events(tmp_path / "logs" / "1" / "t", [(t, s, 1 / s) for s in range(1, 5) for t in tags])
+    frame = read_run_scalars(tmp_path)
+    why = curves.loss_missing(frame)
+    assert why.startswith("no loss/current or loss/average in the logs; they hold 10 other tags: custom/00, ")
+    assert "custom/07 and 2 more (sd-scripts writes loss/current, loss/average, loss/epoch_average" in why
+    assert all(v.notes == why for v in curves.verdicts(frame) if v.status == "no data")
+    assert curves.loss_missing(read_run_scalars(tmp_path / "none")) == "no loss/current or loss/average in the logs"
 
 
 def test_loss_average_is_used_when_loss_current_is_missing(tmp_path):

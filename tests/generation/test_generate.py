@@ -216,7 +216,7 @@ def test_plan_expands_and_names_every_image_uniquely(run_dir, prompts):
 def test_job_lines_carry_every_per_image_setting(run_dir, prompts):
     grid = parse_grid(["negative=on,off", "cfg=7.5", "weight=0.6"])
     plan = plan_generation([run_dir], grid=grid, prompts_path=prompts, seeds=(5,), size=128)
-    ((source, sampler, cells),) = jobs(plan.cells)
+    ((_source, _base, _sampler, cells),) = jobs(plan.cells)
     lines = job_lines(cells)
     assert lines[0] == (
         "fashion photo of a coat --n lowres, blurry --s 20 --l 7.5 --d 5 --am 0.6 "
@@ -334,7 +334,7 @@ def fake_gen_img(fail_on: str | None = None, returncode: int = 0, size_override:
     """Stands in for run_streaming: writes each --f image the way gen_img.py would, records the argv."""
     calls = []
 
-    def run(argv, *, cwd, env, log_path, on_line=None, grace_s=20.0):
+    def run(argv, *, cwd, env, log_path, on_line=None, grace_s=20.0, keep_fds=()):
         from wrapper.launch import ProcessResult
 
         calls.append(list(argv))
@@ -472,3 +472,141 @@ def test_cli_run_without_lora(tmp_path):
 def test_cli_has_help_with_an_example():
     result = CliRunner().invoke(generate, ["--help"])
     assert result.exit_code == 0 and "Example: gaze generate" in result.output
+
+
+# ---------------------------------------------------------------- long prompts, bases, the glitch preset, locks
+LONG = "negative: blurry\n" + "a long editorial photograph of a tailored wool coat, " * 12 + "\nshort prompt\n"
+
+
+def family_run(tmp_path: Path, family: str = "sd15") -> Path:
+    """A run whose base model is a checkpoint gaze can identify (header only)."""
+    from tests.conftest import write_checkpoint
+
+    run = make_run(tmp_path, family=family)
+    write_checkpoint(tmp_path / "model.safetensors", family)
+    return run
+
+
+@pytest.fixture
+def named(tmp_path) -> dict[str, Path]:
+    from tests.conftest import write_checkpoint
+
+    return {"other": write_checkpoint(tmp_path / "other.safetensors", "sd15"),
+            "xl": write_checkpoint(tmp_path / "xl.safetensors", "sdxl")}
+
+
+def test_long_prompts_are_counted_and_read_whole(run_dir, tmp_path):
+    path = tmp_path / "long.txt"
+    path.write_text(LONG)
+    plan = plan_generation([run_dir], prompts_path=path, size=64)
+    assert plan.tokens[1][0] > 75 and plan.tokens[2][0] < 10
+    assert plan.max_embeddings_multiples == -(-plan.tokens[1][0] // 75) >= 2
+    ((_, base, sampler, cells),) = jobs(plan.cells)
+    from wrapper.generation.generate import job_argv
+
+    argv = job_argv(plan, (cells[0].source, base, sampler, cells), checkout=Path("/sd"), prompts_file=Path("/p"),
+                    outdir=Path("/o"))
+    assert argv[argv.index("--max_embeddings_multiples") + 1] == str(plan.max_embeddings_multiples)
+    assert f"p01: {plan.tokens[1][0]} CLIP tokens, negative prompt 1" in plan.token_lines()[0]
+    index = build_index(plan, "running")
+    assert index["max_embeddings_multiples"] == plan.max_embeddings_multiples
+    assert index["prompts"][0]["tokens"] == plan.tokens[1][0]
+
+
+def test_a_base_axis_renders_the_lora_on_another_checkpoint_labelled_mismatched(tmp_path, prompts, named):
+    run = family_run(tmp_path)
+    plan = plan_generation([run], grid=parse_grid(["base=default,other"]), prompts_path=prompts, size=64,
+                           models=named)
+    assert len(jobs(plan.cells)) == 2  # the model loads once per base
+    entries = build_index(plan, "running")["images"]
+    assert {(e["base"], e["mismatched"]) for e in entries} == {("default", False), ("other", True)}
+    assert {e["base_model"] for e in entries if e["mismatched"]} == {str(named["other"])}
+    names = [image_name(c) for c in plan.cells]
+    assert len(set(names)) == len(names) and any(n.startswith("images/final-on-other/") for n in names)
+
+
+@pytest.mark.parametrize(
+    ("base", "message"),
+    [
+        ("xl", "sd-scripts cannot apply an SD1.x LoRA to an SDXL base"),
+        ("nope", "no checkpoint named 'nope' in gaze.toml [models] (known: other, xl)"),
+        ("MODEL", "the checkpoint final was trained on; use base=default"),
+    ],
+)
+def test_bases_that_cannot_work_are_refused_before_anything_starts(tmp_path, prompts, named, base, message):
+    run = family_run(tmp_path)
+    base = str(tmp_path / "model.safetensors") if base == "MODEL" else base
+    with pytest.raises(ConfigError) as info:
+        plan_generation([run], grid=parse_grid([f"base={base}"]), prompts_path=prompts, models=named)
+    assert message in str(info.value)
+
+
+def test_cli_base_option_and_sheets_label_the_mismatch(tmp_path, prompts, named, checkout, monkeypatch):
+    run = family_run(tmp_path)
+    monkeypatch.setenv("GAZE_MODEL_OTHER", str(named["other"]))
+    result = cli(str(run), "--prompts", str(prompts), "--base", "other", "--dry-run", "--sd-scripts", str(checkout))
+    assert result.exit_code == 0, result.output
+    assert f"--ckpt {named['other']}" in result.output and "on other (mismatched base)" in result.output
+    clash = cli(str(run), "--prompts", str(prompts), "--base", "other", "base=default")
+    assert clash.exit_code == 1 and "either as --base or as a base= grid axis" in clash.output
+    monkeypatch.setattr("wrapper.launch.run_streaming", fake_gen_img())
+    plan = plan_generation([run], grid=parse_grid(["base=default,other"]), prompts_path=prompts, size=64,
+                           models=named)
+    root = run_generation(plan, checkout=checkout)
+    index = json.loads((root / "index.json").read_text())
+    assert index["sheets"][0]["cols"] == ["base"]
+    assert "Deliberately mismatched bases" in (root / "generation.html").read_text()
+
+
+def test_the_glitch_preset_is_shown_by_dry_run(run_dir, checkout):
+    result = cli(str(run_dir), "--glitch", "--dry-run", "--sd-scripts", str(checkout))
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert out.startswith("the research log's generation-glitch preset: 200 image(s)")
+    assert "sampler: dpm++2m, euler" in out and "steps: 3, 8, 20, 50, 150" in out and "negative: off, on" in out
+    assert "p01: 220 CLIP tokens, negative prompt 37" in out and "p02: 129 CLIP tokens" in out
+    assert "--max_embeddings_multiples 3" in out
+    narrowed = cli(str(run_dir), "--glitch", "steps=4", "--dry-run", "--sd-scripts", str(checkout))
+    assert "40 image(s)" in narrowed.output  # a grid word replaces that axis of the preset
+    assert "more than 100" in cli(str(run_dir), "--glitch", "--sd-scripts", str(checkout)).output
+
+
+def test_a_run_being_trained_is_refused_and_readers_share_the_lock(run_dir, prompts, checkout, monkeypatch):
+    from wrapper.runs import layout as runs
+
+    plan = plan_generation([run_dir], prompts_path=prompts, size=64)
+    with runs.run_lock(run_dir, purpose="training"), pytest.raises(RunError, match="is in use by pid"):
+        run_generation(plan, checkout=checkout)
+    fake = fake_gen_img()
+
+    def while_reading(argv, **kwargs):
+        with pytest.raises(RunError, match="in use by"), runs.run_lock(run_dir, purpose="training (resumed)"):
+            pass  # a resume waits while the LoRAs are read
+        with runs.run_lock(run_dir, purpose="generation", shared=True):
+            pass  # another generation may read them too
+        assert kwargs["keep_fds"], "gen_img.py inherits the lock"
+        return fake(argv, **kwargs)
+
+    monkeypatch.setattr("wrapper.launch.run_streaming", while_reading)
+    run_generation(plan, checkout=checkout)
+
+
+def test_a_missing_train_extra_is_named_not_a_traceback(run_dir, prompts, checkout, monkeypatch):
+    from wrapper.errors import TrainExtraMissing
+
+    monkeypatch.setattr("wrapper.kohya.checkout.missing_train_extra",
+                        lambda: TrainExtraMissing("install the train extra (`make setup-train`)"))
+    result = cli(str(run_dir), "--prompts", str(prompts), "--sd-scripts", str(checkout))
+    assert result.exit_code == 1 and "install the train extra (`make setup-train`)" in result.output
+    monkeypatch.undo()
+
+    def crashing(argv, *, log_path, **kwargs):
+        from wrapper.launch import ProcessResult
+
+        with open(log_path, "a") as log:
+            log.write("Traceback...\nModuleNotFoundError: No module named 'cv2'\n")
+        return ProcessResult(1, False, 0.1)
+
+    monkeypatch.setattr("wrapper.launch.run_streaming", crashing)
+    with pytest.raises(TrainExtraMissing, match="no module named 'cv2'; install the train extra"):
+        run_generation(plan_generation([run_dir], prompts_path=prompts, size=64), checkout=checkout)

@@ -44,10 +44,13 @@ def lora_run(request, tmp_path_factory) -> Path:
     return outcome.run_dir
 
 
-def gaze_generate(*args: str) -> tuple[Path, float]:
+def gaze_generate(*args: str, prompt: str = "1", output: list | None = None) -> tuple[Path, float]:
     start = time.monotonic()
-    result = CliRunner().invoke(GazeGroup(commands=[generate]), ["generate", *args, "--size", "128", "--prompt", "1"])
+    words = ["generate", *args, "--size", "128", "--prompt", prompt]
+    result = CliRunner().invoke(GazeGroup(commands=[generate]), words)
     assert result.exit_code == 0, result.output[-5000:]
+    if output is not None:
+        output.append(result.output)
     page = next(line for line in result.output.splitlines() if line.startswith("page: "))
     return Path(page.removeprefix("page: ")).parent, time.monotonic() - start
 
@@ -86,3 +89,46 @@ def test_checkpoints_over_time_and_same_images_again(lora_run):
         if entry["checkpoint"] == "final":
             again = Image.open(root / entry["file"]).tobytes()
             assert again == Image.open(first / entry["file"]).tobytes(), entry["file"]
+
+
+def sd15_only(lora_run: Path) -> None:
+    if lora_run.parent.name != "sd15-smoke":
+        pytest.skip("SD1.5 only: it keeps the real-trainer time small")
+
+
+def test_the_logs_long_prompt_reaches_gen_img_in_chunks_and_a_long_prompt_is_not_cut(lora_run, tmp_path):
+    """The log's first prompt (220 CLIP tokens) is read in 3 chunks; a 100-token prompt, which the demo's tiny
+    tokenizer also makes about 100 tokens, reaches gen_img.py whole: no "Prompt was truncated" (at 75 it is)."""
+    sd15_only(lora_run)
+    output: list[str] = []
+    root, _ = gaze_generate(str(lora_run), "--glitch", "steps=3", "cfg=7", "sampler=euler", "negative=off",
+                            output=output)
+    assert "p01: 220 CLIP tokens" in output[0]
+    index = check_complete(root, images=1, rows=1, cols=1)
+    assert index["max_embeddings_multiples"] == 3 and "--max_embeddings_multiples" in index["processes"][0]["argv"]
+    long = tmp_path / "long.txt"
+    long.write_text("negative: blurry\n" + ", ".join(["black wool coat"] * 25) + "\n")
+    root, _ = gaze_generate(str(lora_run), "--prompts", str(long), "steps=3", "sampler=euler", output=output)
+    index = check_complete(root, images=1, rows=1, cols=1)
+    argv = index["processes"][0]["argv"]
+    assert index["prompts"][0]["tokens"] > 75 and argv[argv.index("--max_embeddings_multiples") + 1] == "2"
+    log = (root / "generate.log").read_text()
+    assert "black wool coat, black wool coat" in log and "Prompt was truncated" not in log
+
+
+def test_a_mismatched_base_of_the_same_architecture(lora_run, monkeypatch):
+    """The LoRA on a second random SD1.5 (another seed) beside its own base, labelled mismatched."""
+    from wrapper.demo.models import build_sd15
+
+    sd15_only(lora_run)
+    cache = Path(os.environ.get("GAZE_TEST_CACHE") or os.environ.get("GAZE_CACHE_DIR") or ".cache/test").resolve()
+    other = build_sd15(cache / "models" / "sd15-random-seed1", seed=1)
+    monkeypatch.setenv("GAZE_MODEL_OTHER_SD15", str(other))
+    root, seconds = gaze_generate(str(lora_run), "base=default,other-sd15", "steps=3", "sampler=euler")
+    index = check_complete(root, images=2, rows=1, cols=2)
+    assert [(p["base"], Path(p["argv"][p["argv"].index("--ckpt") + 1]).name) for p in index["processes"]] == [
+        ("default", "sd15-random"), ("other-sd15", "sd15-random-seed1")]
+    assert {(e["base"], e["mismatched"]) for e in index["images"]} == {("default", False), ("other-sd15", True)}
+    own, mismatched = (Image.open(root / e["file"]).tobytes() for e in index["images"])
+    assert own != mismatched  # another base, another image
+    print(f"\nmismatched base: 2 images in {seconds:.0f} s")

@@ -88,4 +88,5 @@ def test_the_cli_measures_a_run_and_its_grids(tmp_path, monkeypatch):
     assert "4 training samples image(s) measured" in result.output
     assert "4 generation grid image(s) measured" in result.output
     assert "skipped clip_score: no CLIP weights" in result.output
-    assert (run / "metrics.json").is_file() and (run / "generations" / "20260101T000000Z-abcdef" / "metrics.csv").is_file()
+    assert (run / "metrics.json").is_file()
+    assert (run / "generations" / "20260101T000000Z-abcdef" / "metrics.csv").is_file()

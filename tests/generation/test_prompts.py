@@ -9,14 +9,26 @@ from hypothesis import strategies as st
 from wrapper.errors import ConfigError
 from wrapper.generation.prompts import BUILTIN_PROMPTS, Prompt, parse_prompts, read_prompts
 from wrapper.kohya.gen_img import prompt_line
-from wrapper.kohya.prompt_lines import GEN_IMG, PromptLine, split_line
+from wrapper.kohya.prompt_lines import GEN_IMG, PromptLine, split_line, text_problems
 
 
 def test_builtin_prompt_set_parses_with_a_negative_prompt():
+    """The research log's two prompts first (tests/recipe/test_research_log.py has them verbatim), then the
+    project's own; every prompt has a negative prompt."""
     prompts = read_prompts(BUILTIN_PROMPTS)
-    assert len(prompts) >= 4
-    assert all("bad anatomy" in p.negative and "watermark" in p.negative for p in prompts)
-    assert all(len(p.text.split()) < 40 for p in prompts)
+    assert len(prompts) >= 4 and all(p.negative for p in prompts)
+    assert prompts[0].text.endswith("Eurocentric ideals. ") and prompts[1].text.endswith("empowering mood. ")
+
+
+def test_a_space_at_the_end_of_a_prompt_is_kept_and_reaches_gen_img():
+    """The log's first prompt ends with a space; gen_img.py strips only the line's ends, and options follow."""
+    prompts = parse_prompts("negative: blurry \nideals. \nframe.  The straight hair  --n x\n")
+    assert [(p.text, p.negative) for p in prompts] == [("ideals. ", "blurry"), ("frame.  The straight hair ", "x")]
+    for p in prompts:
+        line = prompt_line(p.text, p.negative, steps=20, cfg=7.0, seed=1, weight=1.0, filename="a.png")
+        assert split_line(line, GEN_IMG).prompt == p.text
+    assert [p.kind for p in text_problems("ideals. ", reader=GEN_IMG, ends_line=True)] == ["space"]
+    assert text_problems("ideals. ", reader=GEN_IMG) == []
 
 
 def test_negative_directive_applies_below_and_inline_negative_overrides():

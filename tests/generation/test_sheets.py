@@ -71,7 +71,7 @@ def test_layout_places_every_entry_once():
     assert sheet.col_keys == (("euler", "on"), ("euler", "off"), ("dpm++2m", "on"), ("dpm++2m", "off"))
     assert len(sheet.cells) == 12
     assert sheet.cells[(2, 1)]["steps"] == 40 and sheet.cells[(2, 1)]["negative"] == "off"
-    assert sheet.fixed == {"source": "final", "cfg": 7.0, "weight": 1.0, "seed": 1}
+    assert sheet.fixed == {"source": "final", "base": "default", "cfg": 7.0, "weight": 1.0, "seed": 1}
 
 
 def test_layout_refuses_an_axis_left_out():

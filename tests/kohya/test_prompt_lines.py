@@ -301,6 +301,19 @@ def test_a_negative_starting_with_dashes_is_refused():
     assert text_problems("--x") == []  # at the start of a line "--" is just text
 
 
+@pytest.mark.parametrize("reader", [TRAINER, GEN_IMG])
+def test_white_space_at_the_end_survives_when_options_follow(reader):
+    """Both readers strip only the ends of the line: 'ideals. ' + ' --n x' keeps its space (the research log's
+    first prompt ends with one), a last text loses it, and a text's start is the line's start."""
+    prompt = "frame.  The straight hair, ideals. "
+    assert text_problems(prompt, reader=reader) == []
+    [(_, line)] = file_lines(format_line(prompt, {"n": "blurry ", "s": 20}) + "\n", reader)
+    assert split_line(line, reader) == PromptLine(prompt, {"n": "blurry ", "s": "20"})
+    [problem] = text_problems(prompt, reader=reader, ends_line=True)
+    assert problem.kind == "space" and problem.at == len(prompt) - 1
+    assert [p.kind for p in text_problems(" " + prompt, reader=reader)] == ["space"]
+
+
 @pytest.mark.parametrize(
     ("text", "negative", "reader", "kinds"),
     [

@@ -178,3 +178,33 @@ def test_every_rendered_argument_is_managed():
     keys = {k for table in configs.render(full, places(), Path("/cfg")).arguments.values() for k in table}
     assert [k for k in sorted(keys) if managed_by(k) is None] == []
     assert managed_by("scale_weight_norms") is None and managed_by("network_dim") == "network.dim"
+
+
+def test_part_dropout_renders_sentences_as_the_parts():
+    subset = rendered("sd15-standard+caption-dropout=part:0.3").dataset["datasets"][0]["subsets"][0]
+    assert (subset["caption_tag_dropout_rate"], subset["caption_separator"]) == (0.3, ". ")
+    assert subset["caption_dropout_rate"] == 0.0
+    flat = interface.flatten(rendered("sdxl-standard+caption-dropout=part:0.3").arguments)
+    assert not flat["cache_text_encoder_outputs"]  # sentences change between epochs: nothing cached
+
+
+def test_an_empty_caption_separator_is_refused():
+    recipe = evolve(registry.recipes["sd15-standard"], data={"caption_separator": ""})
+    with pytest.raises(ConfigError, match="str.split, which refuses an empty separator"):
+        configs.render(recipe, places(), Path("/x"))
+
+
+def test_dataset_keys_cannot_come_through_extra_args():
+    """dataset.toml sets them for every subset and wins over the arguments file: an extra_args entry would be
+    silently ignored by sd-scripts."""
+    from wrapper.kohya.rules import managed_by
+
+    assert managed_by("flip_aug") == "data.flip" and managed_by("caption_separator") == "data.caption_separator"
+    assert managed_by("train_batch_size") == "training.batch_size" and managed_by("resolution") == "data.resolution"
+    assert managed_by("caption_prefix") is None and managed_by("keep_tokens_separator") is None
+
+
+def test_sample_prompts_are_written_for_epoch_sampling_too():
+    recipe = evolve(registry.recipes["sd15-standard"], sampling={"every_n_steps": None})
+    sampling = configs.render(recipe, places(), Path("/x")).arguments["sampling"]
+    assert "sample_every_n_steps" not in sampling and sampling["sample_prompts"].endswith("sample_prompts.txt")

@@ -100,3 +100,28 @@ def test_sd_scripts_reads_back_exactly_what_was_meant(sd_scripts_dir: Path, tmp_
         assert read[0]["seed"] == 3 and read[0]["scale"] == 7.0 and read[0]["sample_steps"] == 20
         assert read[0]["sample_sampler"] == "dpmsolver++"
         assert (read[0]["width"], read[0]["height"]) == recipe.data.resolution
+
+
+def test_the_trainer_reads_the_logs_prompts_exactly(sd_scripts_dir: Path, tmp_path: Path):
+    """The baselines' sample prompts are the research log's, a space at the end of each included: the
+    checkout's own load_prompts reads them back unchanged (options follow the prompt in every line)."""
+    jobs, recipes = [], {}
+    for spec in ("sd15-standard", "sdxl-standard"):
+        root = tmp_path / spec
+        recipe = registry.resolve(spec)
+        r = configs.render(recipe, _places(root), root)
+        root.mkdir()
+        for name, text in r.texts().items():
+            (root / name).write_text(text, encoding="utf-8")
+        jobs.append({"script": r.script, "config": str(root / "config.toml"),
+                     "prompts": str(root / "sample_prompts.txt")})
+        recipes[str(root / "config.toml")] = recipe
+    (tmp_path / "jobs.json").write_text(json.dumps(jobs))
+    (tmp_path / "reader.py").write_text(READER)
+    done = run_captured([sys.executable, str(tmp_path / "reader.py"), str(tmp_path / "jobs.json"),
+                         str(tmp_path / "out.json")], cwd=sd_scripts_dir, env=trainer_env(sd_scripts_dir))
+    assert done.returncode == 0, done.stderr[-3000:]
+    for config, read in json.loads((tmp_path / "out.json").read_text()).items():
+        expected = [(p.prompt, p.negative or None) for p in recipes[config].sampling.prompts]
+        assert [(p["prompt"], p["negative_prompt"]) for p in read["prompts"]] == expected
+        assert read["prompts"][0]["prompt"].endswith("Eurocentric ideals. ")

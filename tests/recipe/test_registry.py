@@ -88,6 +88,9 @@ def test_modifiers_combine_in_order_and_the_baseline_is_untouched():
         ("sd15-standard+dim=0", "network.dim"),
         ("sd15-standard+steps=0", "max_train_steps"),
         ("sd15-standard+caption-dropout=1.5", "caption_dropout_rate"),
+        ("sd15-standard+caption-dropout=part:1.5", "caption_tag_dropout_rate"),
+        ("sd15-standard+caption-dropout=tag:0.2", "not a valid value"),
+        ("sd15-standard+caption-dropout=part:0.1,part:0.2", "not a valid value"),
         ("sd15-standard+jpeg-inject=0.5:0", "jpeg_quality"),
     ],
 )

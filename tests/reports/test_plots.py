@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from PIL import Image
 
 from wrapper.reports.plots import BACKGROUND, EMPTY, PAD, _spans, _wrap, grid_geometry, thumbnail_grid
@@ -59,3 +60,24 @@ def test_jpeg_by_default():
     data, geo = thumbnail_grid(["p"], ["start"], {}, thumb=32)
     with Image.open(io.BytesIO(data)) as picture:
         assert picture.format == "JPEG" and picture.size == geo.size
+
+
+def test_pictures_too_large_to_decode_are_unreadable_cells_with_a_reason(tmp_path):
+    from wrapper.reports.plots import BAD, MAX_PIXELS, UnreadableImage, as_jpeg, open_picture
+
+    Image.new("1", (MAX_PIXELS // 1000 + 1, 1000)).save(tmp_path / "huge.png")  # one column too many, 1 bit each
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    seen: list[tuple[str, str]] = []
+    data, geo = thumbnail_grid(["p"], ["a", "b"], {(0, 0): tmp_path / "huge.png", (0, 1): tmp_path / "broken.png"},
+                               thumb=40, image_format="PNG", on_unreadable=lambda p, why: seen.append((p.name, why)))
+    assert [name for name, _ in seen] == ["huge.png", "broken.png"]
+    assert f"declares {MAX_PIXELS // 1000 + 1}x1000 pixels, more than the {MAX_PIXELS:,}" in seen[0][1]
+    with Image.open(io.BytesIO(data)) as picture:
+        x, y = geo.box(0, 0)
+        assert picture.getpixel((x, y + 20)) == BAD  # the red frame of an unreadable cell
+    with pytest.raises(UnreadableImage, match="declares"):
+        as_jpeg((tmp_path / "huge.png").read_bytes())
+    Image.new("RGB", (40, 20)).save(tmp_path / "small.png")
+    assert open_picture(tmp_path / "small.png").size == (40, 20)
+    with pytest.raises(UnreadableImage, match="declares 40x20 pixels"):
+        open_picture(tmp_path / "small.png", max_pixels=799)

@@ -66,11 +66,14 @@ def test_report_files_and_content(full_run):
 
 def test_report_of_a_run_that_has_barely_started(tmp_path):
     run = rf.make_run(tmp_path, loss=None, state="running")
-    report.write_report(run)
+    with layout.run_lock(run, purpose="training"):  # its gaze process is alive
+        report.write_report(run)
     page = (run / "report.html").read_text()
     assert "This run is running" in page and "No scalars in the logs" in page
     assert "No sample images" in page and "Training loss: not in the logs." in page
     assert "not measurable without a validation split" in page
+    report.write_report(run)  # and once its gaze process is gone, the report says so
+    assert "This run is lost: the gaze process that ran it is gone" in (run / "report.html").read_text()
 
 
 def test_report_lists_damage_in_the_logs(tmp_path):
@@ -195,7 +198,7 @@ def test_comparison_tolerates_runs_without_logs_or_samples(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(compare_command, [str(empty), str(done)])
     assert result.exit_code == 0, result.output
-    (page,) = list(Path("comparisons").glob("*T*Z/comparison.html"))
+    (page,) = list(Path("comparisons").glob("*T*Z-*/comparison.html"))
     text = page.read_text()
     assert "No sample images in any run." in text and "Validation loss: none logged." in text
     assert "<td>starting</td><td>" in text and "no data" in text

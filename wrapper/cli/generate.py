@@ -6,13 +6,15 @@ from pathlib import Path
 
 import click
 
-from wrapper.errors import TrainerNotFound
+from wrapper.errors import ConfigError, TrainerNotFound
 from wrapper.kohya.gen_img import PRECISIONS
 
 GRID_HELP = (
     "Grid axis as KEY=V1,V2 with KEY one of sampler (dpm++2m, euler, euler_a, ddim, ...), steps (1-1000), "
-    "cfg (1-30), negative (on, off), weight (LoRA multiplier, -2 to 2). Repeat it, or list more KEY=... "
-    "words after the run directories. Default: sampler=dpm++2m steps=20 cfg=7 negative=on weight=1."
+    "cfg (1-30), negative (on, off), weight (LoRA multiplier, -2 to 2), base (default, or checkpoints named in "
+    "gaze.toml [models] or paths: the LoRA on another base of its architecture, labelled mismatched). Repeat "
+    "it, or list more KEY=... words after the run directories. Default: sampler=dpm++2m steps=20 cfg=7 "
+    "negative=on weight=1 base=default."
 )
 
 
@@ -40,6 +42,12 @@ def _axes(text: str | None) -> tuple[str, ...]:
               help="Prompt file (default: the built-in set, recipes/prompts.txt; copy it to start your own).")
 @click.option("--prompt", "prompt_numbers", multiple=True, type=int, metavar="N",
               help="Only the N-th prompt of the file (1-based). Repeatable.")
+@click.option("--base", "base", metavar="MODEL|NAME",
+              help="Render on this checkpoint instead of the one the LoRA was trained on (a name from gaze.toml "
+                   "[models] or a path; same architecture only): a deliberately mismatched base, labelled so.")
+@click.option("--glitch", is_flag=True,
+              help="The research log's generation-glitch preset: negative prompt off and on, steps 3 to 150, CFG "
+                   "1.5 to 30, DPM++ 2M and Euler, on the log's two prompts (grid words replace its axes).")
 @click.option("--seeds", default="1", show_default=True, metavar="S1,S2", help="Seeds; every image is seeded.")
 @click.option("--size", type=int, help="Image width and height in pixels (default 512 for SD1.5, 1024 for SDXL).")
 @click.option("--precision", type=click.Choice(PRECISIONS),
@@ -63,6 +71,8 @@ def generate(
     checkpoints: tuple[str, ...],
     prompts_path: Path | None,
     prompt_numbers: tuple[int, ...],
+    base: str | None,
+    glitch: bool,
     seeds: str,
     size: int | None,
     precision: str | None,
@@ -78,33 +88,50 @@ def generate(
 ) -> None:
     """Render a grid of samplers, steps, CFG, negative prompt and LoRA weight with a run's LoRA.
 
-    One gen_img.py process runs per checkpoint and sampler; images, index.json, one contact
+    One gen_img.py process runs per checkpoint, base and sampler; images, index.json, one contact
     sheet per prompt and generation.html go to a new folder inside the (first) run. Several
-    checkpoints (--checkpoint all) or several runs become extra sheet columns.
+    checkpoints (--checkpoint all) or several runs become extra sheet columns. Every prompt's CLIP
+    tokens are counted, and gen_img.py reads as many 75-token chunks as the longest needs.
 
     Example: gaze generate runs/sdxl-standard/20250101T000000Z-abc123 sampler=dpm++2m,euler
     steps=10,20,40 cfg=3,7,12 negative=on,off weight=0.6,1.0 --seeds 1,2 --yes
     """
     from wrapper.generation.generate import check_count, jobs, plan_generation, run_generation
-    from wrapper.generation.grid import parse_grid, parse_seeds
+    from wrapper.generation.grid import GLITCH_GRID, GLITCH_PROMPTS, parse_grid, parse_seeds
+    from wrapper.settings import load_settings
 
     run_dirs, positional_grid = split_words(words)
+    words_given = [*grid_words, *positional_grid]
+    if base is not None:
+        if any(w.strip().lower().startswith("base=") for w in words_given):
+            raise ConfigError("give the base either as --base or as a base= grid axis, not both")
+        words_given.append(f"base={base}")
+    grid = parse_grid(words_given, GLITCH_GRID if glitch else None)
+    if glitch and not prompts_path and not prompt_numbers:
+        prompt_numbers = GLITCH_PROMPTS
     plan = plan_generation(
         run_dirs,
-        grid=parse_grid([*grid_words, *positional_grid]),
+        grid=grid,
         prompts_path=prompts_path,
         checkpoints=checkpoints,
         seeds=parse_seeds(seeds),
         size=size,
         precision=precision,
         prompt_numbers=prompt_numbers,
+        models=load_settings().models,
     )
     planned = jobs(plan.cells)
+    preset = "the research log's generation-glitch preset: " if glitch else ""
     click.echo(
-        f"{len(plan.cells)} image(s): {len(plan.sources)} checkpoint(s) x {len(plan.prompts)} prompt(s) x "
+        f"{preset}{len(plan.cells)} image(s): {len(plan.sources)} checkpoint(s) x {len(plan.prompts)} prompt(s) x "
         f"{plan.grid.size} grid cell(s) x {len(plan.seeds)} seed(s), {plan.size} px, {plan.precision}; "
         f"{len(planned)} gen_img.py process(es)"
     )
+    for line in plan.token_lines():
+        click.echo(f"  {line}")
+    for axis, values in plan.grid.as_dict().items():
+        if len(values) > 1 or axis == "base" and values != ["default"]:
+            click.echo(f"  {axis}: {', '.join(map(str, values))}")
     if dry_run:
         _print_dry_run(plan, planned, sd_scripts)
         return
@@ -126,17 +153,18 @@ def generate(
 
 
 def _print_dry_run(plan, planned, sd_scripts: str | None) -> None:
-    from wrapper.generation.generate import job_argv, job_lines
+    from wrapper.generation.generate import job_argv, job_label, job_lines
     from wrapper.kohya.checkout import find_checkout
 
     try:
         checkout = find_checkout(sd_scripts)
     except TrainerNotFound:
         checkout = Path("$SD_SCRIPTS_DIR")
-    for number, (source, sampler, cells) in enumerate(planned, start=1):
-        argv = job_argv(plan, source, sampler, checkout=checkout, outdir=Path("OUT"),
+    for number, job in enumerate(planned, start=1):
+        cells = job[3]
+        argv = job_argv(plan, job, checkout=checkout, outdir=Path("OUT"),
                         prompts_file=Path(f"OUT/jobs/{number:02d}.txt"))
-        click.echo(f"\njob {number}: {source.label} x {sampler}, {len(cells)} image(s)\n  {' '.join(argv)}")
+        click.echo(f"\njob {number}: {job_label(job)}, {len(cells)} image(s)\n  {' '.join(argv)}")
         lines = job_lines(cells)
         for line in lines[:3]:
             click.echo(f"    {line}")

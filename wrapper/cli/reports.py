@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -25,14 +24,22 @@ def _run_path(text: str) -> Path:
     return find_run(text, load_settings().runs_dir)
 
 
+def _run_paths(text: str) -> list[Path]:
+    """_run_path, with a sweep folder (runs/sweeps/<time>-<id>) standing for all its members."""
+    from wrapper.runs.sweeps import is_sweep_dir, read_sweep
+
+    path = _run_path(text)
+    return read_sweep(path).member_dirs() if is_sweep_dir(path) else [path]
+
+
 def _echo_written(paths: list[Path]) -> None:
     first, rest = paths[0], len(paths) - 2
     click.echo(f"wrote {first} (and {paths[1].name}, {rest} image{'s' * (rest != 1)})")
 
 
-def _echo_problems(view) -> None:
-    for problem in view.scalars.attrs.get("problems", []):
-        click.secho(f"warning: {problem}", fg="yellow", err=True)
+def _echo_warnings(warnings: list[str]) -> None:
+    for warning in warnings:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
 
 
 @click.command("report")
@@ -55,8 +62,8 @@ def report(run_dirs: tuple[str, ...], smoothing: float, quiet: bool) -> None:
     thresholds = curves.Thresholds(smoothing=smoothing)
     for text in run_dirs:
         view = load_run(_run_path(text))
-        _echo_problems(view)
         written = render_report(view, thresholds)
+        _echo_warnings(written.warnings)
         _echo_written(written.paths)
         if not quiet:
             for v in written.verdicts:
@@ -66,27 +73,34 @@ def report(run_dirs: tuple[str, ...], smoothing: float, quiet: bool) -> None:
 @click.command("compare")
 @click.argument("run_dirs", nargs=-1, required=True, metavar="RUN_DIR...")
 @click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for comparison.html, comparison.md and plots/ [default: comparisons/<UTC time>].")
+              help="New or empty folder for comparison.html, comparison.md and plots/, never inside a run folder "
+                   "[default: comparisons/<UTC time>-<id>].")
+@click.option("--replace", is_flag=True, help="Replace the earlier comparison in --out (its own files only).")
 @smoothing_option
-def compare(run_dirs: tuple[str, ...], out_dir: Path | None, smoothing: float) -> None:
+def compare(run_dirs: tuple[str, ...], out_dir: Path | None, replace: bool, smoothing: float) -> None:
     """Compare runs: overlaid smoothed curves, differing parameters, verdicts, sample grids.
 
     Example: gaze compare runs/sd15-standard runs/sd15-standard+high-lr=3e-4 --out comparisons/lr
 
     Curves are aligned by step; the parameter table lists only values that differ between the
-    runs; sample grids show run x step for each prompt. A recipe folder means its newest run.
+    runs; sample grids show run x step for each prompt. A recipe folder means its newest run, a sweep
+    folder (runs/sweeps/<time>-<id>) all its members.
     """
     from wrapper.curves import verdicts as curves
     from wrapper.errors import RunError
-    from wrapper.reports.compare import load_runs, render_comparison
+    from wrapper.reports.compare import check_out_dir, load_runs, new_comparison_dir, render_comparison
 
-    if len(run_dirs) < 2:
+    paths = [p for t in run_dirs for p in _run_paths(t)]
+    if len(paths) < 2:
         raise RunError("compare needs at least two runs (use `gaze report` for one)")
-    views = load_runs([_run_path(t) for t in run_dirs])
+    if out_dir:
+        check_out_dir(out_dir, replace=replace)  # before reading any run
+    views = load_runs(paths)
+    out = out_dir or new_comparison_dir()
+    written = render_comparison(views, out, curves.Thresholds(smoothing=smoothing), replace=replace)
     for view in views:
-        _echo_problems(view)
-    out = out_dir or Path("comparisons") / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    _echo_written(render_comparison(views, out, curves.Thresholds(smoothing=smoothing)))
+        _echo_warnings([f"{view.label}: {w}" for w in view.warnings()])
+    _echo_written(written)
 
 
 COMMANDS = [report, compare]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -37,6 +40,47 @@ class ProgressPrinter:
         text = f"step {p.step}/{p.total}  loss {p.loss or '-'}  {p.speed or '-'}  elapsed {p.elapsed}"
         self.stream.write(("\r" + text.ljust(70)) if self.tty else text + "\n")
         self.stream.flush()
+
+
+class PrefixPrinter:
+    """One run's lines among several running at once, each prefixed with its name (honcho-style), its
+    progress bar condensed to one line per step."""
+
+    lock = threading.Lock()  # one line at a time from every run's thread
+
+    def __init__(self, name: str, width: int, color: str, stream=None) -> None:
+        self.prefix = click.style(f"{name:<{width}} | ", fg=color)
+        self.stream = stream or sys.stdout
+        self.last_step: int | None = None
+
+    def __call__(self, line: str) -> None:
+        p = parse_progress(line)
+        if p is not None:
+            if p.step == self.last_step:
+                return
+            self.last_step = p.step
+            line = f"step {p.step}/{p.total}  loss {p.loss or '-'}  {p.speed or '-'}  elapsed {p.elapsed}"
+        if not line.strip():
+            return
+        with self.lock:
+            click.echo(self.prefix + line, file=self.stream)
+
+
+COLORS = ("cyan", "yellow", "green", "magenta", "blue", "red")
+
+
+class _Headed(ProgressPrinter):
+    """A queue's run, one after another: its heading when it starts, then its lines."""
+
+    def __init__(self, heading: str) -> None:
+        super().__init__()
+        self.heading: str | None = heading
+
+    def __call__(self, line: str) -> None:
+        if self.heading:
+            self.stream.write(f"\n{self.heading}\n")
+            self.heading = None
+        super().__call__(line)
 
 
 def run_options(f):
@@ -126,43 +170,199 @@ def resume(run_dir: Path) -> None:
     _report_outcome(resume_run(run_dir, log=click.echo, on_line=ProgressPrinter()))
 
 
-def _queue(specs: list[str], options: dict) -> None:
-    from wrapper.runs.queue import format_table, run_queue
-    from wrapper.runs.train import start_run
+SLURM_FLAGS = {"max_parallel": "--max-parallel", "partition": "--partition", "time_min": "--time-min",
+               "cpus_per_run": "--cpus-per-run", "mem_gb": "--mem-gb", "wait": "--wait"}
 
-    def start(planned: tuple):
-        _, recipe, request = planned
-        return start_run(recipe, request, log=click.echo, on_line=ProgressPrinter())
 
-    rows = run_queue(_requests(specs, **options), start, log=click.echo, label=lambda planned: planned[0])
+def execution_options(f):
+    """Where the runs of a queue or sweep execute, and how many at once."""
+    for option in reversed(
+        [
+            click.option("--on", "backend", type=click.Choice(["local", "slurm"]),
+                         help="Where the runs execute: this machine, or a Slurm cluster as one job array "
+                              "(default: `on` in gaze.toml, else local)."),
+            click.option("--parallel", type=click.IntRange(1),
+                         help="Local: runs at once, each pinned to its own GPU(s) (--gpus each), or on a CPU "
+                              "to its share of the cores [default: 1, one after another]."),
+            click.option("--gpus-per-run", type=click.IntRange(0),
+                         help="Local: a pool of every visible GPU, K per run. Slurm: the GPUs each task asks "
+                              "for (0: CPU only) [default: [slurm] gpus_per_run]."),
+            click.option("--max-parallel", type=click.IntRange(1),
+                         help="Slurm: array tasks at once [default: [slurm] max_parallel, else all]."),
+            click.option("--partition", help="Slurm partition [default: [slurm] partition]."),
+            click.option("--time-min", type=click.IntRange(1),
+                         help="Slurm time limit of each run's attempt, in minutes; a run that reaches it is "
+                              "requeued and continues [default: [slurm] time_min]."),
+            click.option("--cpus-per-run", type=click.IntRange(1), help="Slurm CPUs per run."),
+            click.option("--mem-gb", type=click.IntRange(1), help="Slurm memory per run, in GB."),
+            click.option("--wait", is_flag=True, help="Slurm: follow the runs until they end, then print the table."),
+        ]
+    ):
+        f = option(f)
+    return f
+
+
+def _check_flags(backend: str, execution: dict, gpus: int) -> None:
+    given = [flag for key, flag in SLURM_FLAGS.items() if execution[key] not in (None, False)]
+    if backend == "local" and given:
+        raise click.UsageError(f"{given[0]} is for --on slurm")
+    if backend == "slurm" and execution["parallel"] is not None:
+        raise click.UsageError("--parallel is for --on local; on Slurm, --max-parallel caps the tasks at once")
+    if backend == "slurm" and gpus != 1:
+        raise click.UsageError("on Slurm, --gpus-per-run (or [slurm] gpus_per_run) sets each run's GPUs, not --gpus")
+    if backend == "local" and execution["gpus_per_run"] is not None and gpus != 1:
+        raise click.UsageError("give --gpus (one run's GPUs) or --gpus-per-run (a pool of runs), not both")
+    if backend == "local" and execution["gpus_per_run"] == 0:
+        raise click.UsageError("--gpus-per-run 0 (CPU only) is for --on slurm; on this machine use --parallel N")
+
+
+def _queue(specs: list[str], options: dict, *, kind: str, baseline: str | None = None,
+           variants: tuple[str, ...] = ()) -> None:
+    """The runs of `queue` and `sweep`: a sweep folder, then the local pool or one Slurm job array."""
+    from wrapper.runs.pool import PoolItem
+    from wrapper.runs.sweeps import create_sweep
+    from wrapper.settings import load_settings
+
+    execution = {key: options.pop(key) for key in ("backend", "parallel", "gpus_per_run", *SLURM_FLAGS)}
+    settings = load_settings()
+    backend = execution["backend"] or settings.on
+    _check_flags(backend, execution, options["gpus"])
+    planned = _requests(specs, **options)
+    runs_dir = planned[0][2].runs_dir
+    if backend == "slurm":
+        resources = _slurm_resources(settings.slurm, execution)
+        parallel = resources.max_parallel or len(planned)
+        sweep_dir, record = create_sweep(runs_dir, [(s, r) for s, r, _ in planned], kind=kind, backend="slurm",
+                                         parallel=parallel, baseline=baseline, variants=variants,
+                                         gpus_per_run=resources.gpus_per_run, resources=_as_dict(resources))
+        items = [PoolItem(s, r, q, Path(m.run_dir)) for (s, r, q), m in zip(planned, record.members, strict=True)]
+        _on_slurm(sweep_dir, items, resources, parallel, execution["wait"])
+        return
+    slots = _local_slots(planned, execution, options)
+    if execution["gpus_per_run"]:
+        planned = [(s, r, _with_gpus(q, execution["gpus_per_run"])) for s, r, q in planned]
+    sweep_dir, record = create_sweep(runs_dir, [(s, r) for s, r, _ in planned], kind=kind, backend="local",
+                                     parallel=len(slots), baseline=baseline, variants=variants,
+                                     gpus_per_run=execution["gpus_per_run"])
+    items = [PoolItem(s, r, q, Path(m.run_dir)) for (s, r, q), m in zip(planned, record.members, strict=True)]
+    _on_local(sweep_dir, items, slots)
+
+
+def _with_gpus(request, gpus: int):
+    import dataclasses
+
+    return dataclasses.replace(request, gpus=gpus)
+
+
+def _as_dict(resources) -> dict:
+    import dataclasses
+
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(resources).items()}
+
+
+def _local_slots(planned: list, execution: dict, options: dict) -> list:
+    from wrapper.runs.pool import plan_slots, visible_gpus
+
+    parallel, per_run = execution["parallel"], execution["gpus_per_run"]
+    pooled = (parallel or 1) > 1 or per_run is not None
+    gpus = visible_gpus(planned[0][2].checkout) if pooled else []
+    return plan_slots(len(planned), parallel=parallel, gpus_per_run=per_run, per_run=per_run or options["gpus"],
+                      gpus=gpus, cores=os.cpu_count() or 1)
+
+
+def _on_local(sweep_dir: Path, items: list, slots: list) -> None:
+    from wrapper.runs.pool import run_pool
+    from wrapper.runs.queue import format_table
+
+    click.echo(f"sweep: {sweep_dir}")
+    if len(slots) == 1 and not slots[0].pinned:
+        counter = itertools.count(1)
+        sink_for_member = lambda spec: _Headed(f"=== [{next(counter)}/{len(items)}] {spec}")  # noqa: E731
+    else:
+        where = ", ".join(f"GPU {','.join(s.gpus)}" if s.gpus else f"{s.threads} thread(s)" for s in slots)
+        click.echo(f"{len(items)} runs, {len(slots)} at once ({where})")
+        width = max(len(item.spec) for item in items)
+        colors = dict(zip([i.spec for i in items], itertools.cycle(COLORS), strict=False))
+        sink_for_member = lambda spec: PrefixPrinter(spec, width, colors[spec])  # noqa: E731
+    rows = run_pool(items, slots, sink_for=sink_for_member, sweep=str(sweep_dir))
     click.echo("\n" + format_table(rows))
     if any(r.state != "succeeded" for r in rows):
         raise SystemExit(1)
 
 
+def _slurm_resources(base, execution: dict):
+    import dataclasses
+
+    changes = {key: execution[key] for key in ("partition", "time_min", "gpus_per_run", "cpus_per_run", "mem_gb",
+                                               "max_parallel") if execution[key] is not None}
+    return dataclasses.replace(base, **changes)
+
+
+def _on_slurm(sweep_dir: Path, items: list, resources, parallel: int, wait: bool) -> None:
+    from wrapper.runs import layout as runs
+    from wrapper.runs.queue import format_table
+    from wrapper.runs.slurm import array_of, check_before_submitting, require_submitit, submit_array
+    from wrapper.runs.sweeps import SLURM_FOLDER, with_submission
+    from wrapper.runs.watch import format_views, sweep_rows, wait_for_sweep
+
+    require_submitit()
+    click.echo(f"sweep: {sweep_dir}")
+    good = check_before_submitting(items, click.echo)
+    if good:
+        try:
+            ids = submit_array(sweep_dir / SLURM_FOLDER, good, resources, name=f"gaze-{sweep_dir.name}",
+                               parallel=parallel)
+        except BaseException as exc:
+            for item in good:
+                runs.write_status(item.run_dir, runs.Status("failed", ended_at=runs.utc_now(),
+                                                            failure_class="configuration",
+                                                            message=f"not submitted: {exc}"))
+            raise
+        with_submission(sweep_dir, array_of(ids[0]), {str(i.run_dir): j for i, j in zip(good, ids, strict=True)})
+        click.echo(f"submitted Slurm job array {array_of(ids[0])}: {len(ids)} task(s), at most "
+                   f"{min(parallel, len(ids))} at once, {resources.time_min} min each")
+    click.echo(f"follow: gaze status {sweep_dir}\nstop:   gaze cancel {sweep_dir}")
+    if wait:
+        wait_for_sweep(sweep_dir, on_change=lambda views: click.echo("\n" + format_views(views)))
+    if wait or not good:
+        rows = sweep_rows(sweep_dir)
+        click.echo("\n" + format_table(rows))
+        if any(r.state != "succeeded" for r in rows):
+            raise SystemExit(1)
+
+
 @click.command("queue")
 @click.argument("recipes", nargs=-1, required=True)
 @run_options
+@execution_options
 def queue(recipes: tuple[str, ...], **options) -> None:
-    """Train several recipes one after another, then print a table of the results.
+    """Train several recipes, one after another or several at once, then print a table of the results.
 
-    Example: gaze queue sd15-standard sd15-uncropped sd15-standard+crop-flip
+    Example: gaze queue sd15-standard sd15-uncropped sd15-standard+crop-flip --parallel 2
+
+    The queue gets a folder of its own (runs/sweeps/<time>-<id>/sweep.json) and each run its run
+    folder up front, so `gaze status` shows them all before they start. `--on slurm` submits them
+    as one Slurm job array instead (see the README's "Running on many GPUs or a cluster").
     """
-    _queue(list(recipes), options)
+    _queue(list(recipes), options, kind="queue")
 
 
 @click.command("sweep")
 @click.argument("base")
 @click.argument("modifiers", nargs=-1, required=True)
 @run_options
+@execution_options
 def sweep(base: str, modifiers: tuple[str, ...], **options) -> None:
-    """Train a baseline and the baseline with each modifier, one after another.
+    """Train a baseline and the baseline with each modifier, then print a table of the results.
 
-    Example: gaze sweep sd15-standard no-bucket crop-flip high-lr=3e-4 caption-dropout
+    Example: gaze sweep sd15-standard no-bucket crop-flip high-lr=3e-4 caption-dropout --on slurm
+
+    Runs one after another unless --parallel N (local) or --on slurm says otherwise; the sweep's
+    folder (runs/sweeps/<time>-<id>/) records its design, its members and where they run.
     """
     from wrapper.recipe.registry import sweep as expand
 
-    _queue(expand(base, modifiers), options)
+    _queue(expand(base, modifiers), options, kind="sweep", baseline=base, variants=modifiers)
 
 
 @click.command("demo")

@@ -6,9 +6,10 @@ decoded by a hand-written protobuf walker; records that share one byte layout (t
 scalar per event, one tag) are then decoded together with numpy, which is what makes this fast.
 Only scalars are kept: `simple_value`, and one-element float tensors (TF2-style writers).
 
-Files are memory-mapped and walked a chunk at a time, and a length field is believed only when its
-CRC holds and it is at most `MAX_RECORD` and inside the file: a huge (or sparse, or damaged) file
-costs memory in proportion to the rows it holds, never to its size or to what a header claims.
+Files over `CHUNK` are memory-mapped, every file is walked a chunk at a time, and a length field is
+believed only when its CRC holds and it is at most `MAX_RECORD` and inside the file: a huge (or
+sparse, or damaged) file costs memory in proportion to the rows it holds, never to its size or to
+what a header claims.
 """
 
 from __future__ import annotations
@@ -82,10 +83,10 @@ def frame_records(buf: Buffer, start: int = 0, until: int | None = None) -> tupl
     size = len(buf)
     last = min(size - 16, size if until is None else until - 1)  # the last offset a record may start at
     offsets, pos, unpack, known = [], start, _HEADER.unpack_from, {}
-    append = offsets.append
+    append, crc_of = offsets.append, known.get
     while pos <= last:
         length, crc = unpack(buf, pos)
-        if known.get(length) != crc:
+        if crc_of(length) != crc:
             if length > MAX_RECORD or masked_crc(_LEN.pack(length)) != crc:
                 break
             known[length] = crc
@@ -108,7 +109,7 @@ def _stop_reason(buf: Buffer, stop: int) -> str:
     if length > MAX_RECORD:
         return (f"record length {length} is absurd (more than {MAX_RECORD >> 20} MiB, the most a scalar reader "
                 "accepts); the rest was not read")
-    return f"file ends inside a record (it claims {length} bytes, {left - 16} are left: cut off or still written)"
+    return f"file ends inside a record ({16 + length} bytes long, {left} are left: cut off or still written)"
 
 
 def _check_crcs(buf: Buffer, offsets: list[int], stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -118,13 +119,9 @@ def _check_crcs(buf: Buffer, offsets: list[int], stop: int) -> tuple[np.ndarray,
 
     offs = np.asarray(offsets, np.int64)
     ends = np.append(offs[1:], stop)
-    crc = crc32c.crc32c
+    crc, ranges = crc32c.crc32c, zip(offsets, [*offsets[1:], stop], strict=True)
     with memoryview(buf) as mv:
-        crcs = np.fromiter(
-            (crc(mv[a + 12 : b - 4]) for a, b in zip(offsets, [*offsets[1:], stop], strict=True)),
-            np.uint32,
-            len(offsets),
-        )
+        crcs = np.array([crc(mv[a + 12 : b - 4]) for a, b in ranges], np.uint32)
     masked = ((crcs >> np.uint32(15)) | (crcs << np.uint32(17))) + np.uint32(0xA282EAD8)
     return offs, ends - offs - 16, masked == _u32(np.frombuffer(buf, np.uint8), ends - 4)
 
@@ -380,10 +377,10 @@ def decode(buf: Buffer) -> Decoded:
 
 
 def decode_file(path: Path) -> Decoded:
-    """`decode` of a file, memory-mapped: only the pages the walk reaches are read."""
+    """`decode` of a file: read whole up to CHUNK bytes, memory-mapped beyond (only the pages walked are read)."""
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
-        if size == 0:
-            return decode(b"")
+        if size <= CHUNK:
+            return decode(f.read(size))
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
             return decode(mapped)

@@ -5,6 +5,15 @@ does (`wrapper.curves.smoothing`), and returns the research log's table rows: in
 convergence, plateaus, spikes, non-finite values, oscillation, under- and over-fitting. Every
 threshold lives in `Thresholds` and is printed with the finding; nothing is guessed: what the logs
 cannot show is reported as not measurable.
+
+The verdicts never contradict each other because they share one notion of "level": the run is cut
+into blocks, and two blocks are level when their medians differ by no more than the noise (measured
+around the rolling median, so a slope or a spike does not count as noise) or 1% of the loss. A
+plateau is a run of blocks all level with each other; Convergence is "converged" exactly when a
+plateau reaches the end; Oscillation counts moves between blocks that are not level (a whole-run
+plateau has none); Under-fitting is "possible" only for a fall under 5%, within the noise, or a
+whole-run plateau, and says "still learning" for a larger fall that Convergence sees continuing.
+tests/curves/test_verdict_properties.py checks these pairs on curves of many shapes.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ class Thresholds:
 
     smoothing: float = DEFAULT_SMOOTHING
     edge_fraction: float = 0.05  # initial/final loss: median of the first/last 5% of points
+    edge_points: int = 3  # and of at least 3, so that one spike is not the initial or final loss
     blocks: int = 20  # plateaus, convergence and oscillation compare the medians of up to 20 blocks
     block_points: int = 8  # of at least 8 points each
     level_rel: float = 0.01  # two blocks are level when their medians differ by at most 1% of the loss
@@ -37,6 +47,7 @@ class Thresholds:
     plateau_min_blocks: int = 3  # a plateau: >= 3 blocks all level; converged: the last 3 blocks level
     spike_z: float = 10.0  # robust z-score above which a point is a spike (per-batch loss is heavy-tailed)
     spike_window: int = 21  # points in the centred rolling median that spikes and noise are measured from
+    noise_points: int = 64  # the noise of a block (or edge) is measured over >= 64 points around it
     oscillation_reversals: int = 3
     underfit_drop: float = 0.05  # a loss that fell by less than 5% has barely learnt
     overfit_rise: float = 0.05  # validation loss ending 5% above its minimum
@@ -83,20 +94,25 @@ class Block:
     se: float
 
 
+def _median_se(resid: np.ndarray, a: int, b: int, t: Thresholds) -> float:
+    """Standard error of the median of points a..b-1; their noise is measured over >= t.noise_points around them."""
+    width = min(len(resid), max(b - a, t.noise_points))
+    lo = max(0, min((a + b - width) // 2, len(resid) - width))
+    return 1.2533 * _sigma(resid[lo : lo + width]) / math.sqrt(b - a)
+
+
 def _blocks(s: np.ndarray, v: np.ndarray, resid: np.ndarray, t: Thresholds) -> list[Block]:
     """Up to `t.blocks` consecutive blocks of at least `t.block_points` points each.
 
-    A block's standard error comes from its residuals around the rolling median, not from its spread:
+    A block's standard error comes from the residuals around the rolling median, not from its spread:
     a falling block is not noisier than a flat one, and a spike does not widen it.
     """
     import numpy as np
 
     count = min(t.blocks, len(v) // t.block_points)
-    bounds = np.linspace(0, len(v), count + 1).round().astype(int) if count else []
+    bounds = np.linspace(0, len(v), count + 1).round().astype(int).tolist() if count else []
     return [
-        Block(
-            int(a), int(s[a]), int(s[b - 1]), float(np.median(v[a:b])), 1.2533 * _sigma(resid[a:b]) / math.sqrt(b - a)
-        )
+        Block(a, int(s[a]), int(s[b - 1]), float(np.median(v[a:b])), _median_se(resid, a, b, t))
         for a, b in zip(bounds[:-1], bounds[1:], strict=True)
     ]
 
@@ -142,7 +158,8 @@ def _level_rule(t: Thresholds) -> str:
     return (
         f"up to {t.blocks} consecutive blocks of >= {t.block_points} points; two blocks are level when their "
         f"medians differ by at most max({t.level_rel:.0%} of the lower, {t.level_se:g} combined standard errors; "
-        f"SE = 1.2533 x 1.4826 x MAD of residuals from a {t.spike_window}-point rolling median / sqrt(points))"
+        f"SE = 1.2533 x 1.4826 x MAD of the residuals from a {t.spike_window}-point rolling median, over "
+        f">= {t.noise_points} points around the block, / sqrt(points))"
     )
 
 
@@ -161,10 +178,10 @@ METRICS = (
 
 
 def _edges(v: np.ndarray, t: Thresholds) -> tuple[float, float, int]:
-    """Median of the first and of the last `edge_fraction` of finite points, and that point count."""
+    """Median of the first and of the last `edge_fraction` (>= `edge_points`) of finite points, and that count."""
     import numpy as np
 
-    edge = max(1, math.ceil(t.edge_fraction * len(v)))
+    edge = min(len(v), max(t.edge_points, math.ceil(t.edge_fraction * len(v))))
     return float(np.median(v[:edge])), float(np.median(v[-edge:])), edge
 
 
@@ -202,7 +219,10 @@ def verdicts(frame: pd.DataFrame, t: Thresholds | None = None) -> list[Verdict]:
         return list(rows.values())
     smoothed = smooth(v, t.smoothing)
     first, last, edge = _edges(v, t)
-    edge_rule = f"median of raw {tag} over the first/last {t.edge_fraction:.0%} of finite points ({edge})"
+    edge_rule = (
+        f"median of raw {tag} over the first/last {t.edge_fraction:.0%} of finite points, at least "
+        f"{t.edge_points} ({edge})"
+    )
     low = int(np.argmin(smoothed))
     resid, _ = _noise(v, t.spike_window)
     blocks = _blocks(s, v, resid, t)
@@ -235,7 +255,7 @@ def verdicts(frame: pd.DataFrame, t: Thresholds | None = None) -> list[Verdict]:
         _spikes(s, resid, t),
         _nonfinite(tag, steps, raw),
         _oscillation(blocks, t),
-        _underfitting(first, last, convergence, spans == [(0, len(blocks) - 1)], t, len(v)),
+        _underfitting(first, last, _fall_noise(resid, edge, t), convergence, spans == [(0, len(blocks) - 1)], t),
         _overfitting(frame, tag, t),
     ]
 
@@ -339,19 +359,28 @@ def _oscillation(blocks: list[Block], t: Thresholds) -> Verdict:
     return Verdict("Oscillation", "none", "ok", notes, rule)
 
 
-def _underfitting(first: float, last: float, convergence: Verdict, flat: bool, t: Thresholds, points: int) -> Verdict:
+def _fall_noise(resid: np.ndarray, edge: int, t: Thresholds) -> float:
+    """The least fall from initial to final loss that is not noise: level_se combined SEs of the edge medians."""
+    n = len(resid)
+    return t.level_se * math.hypot(_median_se(resid, 0, edge, t), _median_se(resid, n - edge, n, t))
+
+
+def _underfitting(first: float, last: float, noise: float, convergence: Verdict, flat: bool, t: Thresholds) -> Verdict:
     rule = (
-        f"possible when the relative drop (initial - final) / initial is below {t.underfit_drop:.0%} or the whole "
-        "run is one plateau; still learning when it fell more but Convergence says still decreasing"
+        f"possible when the loss fell (initial - final) by less than {t.underfit_drop:.0%} of the initial loss or "
+        f"by less than {t.level_se:g} combined standard errors of the two (SE as for plateaus), or the whole run is "
+        "one plateau; still learning when it fell more but Convergence says still decreasing"
     )
     drop = (first - last) / abs(first) if first else math.nan
     if math.isnan(drop):
         return Verdict("Under-fitting", "not measurable", "n/a", "initial loss is 0", rule)
     notes = f"loss fell {drop:.1%} from initial to final" if drop >= 0 else f"loss rose {-drop:.1%}"
-    if points < 10:
-        return Verdict("Under-fitting", "too short", "n/a", f"{notes}; {points} finite points; need 10", rule)
+    if convergence.status == "too short":
+        return Verdict("Under-fitting", "too short", "n/a", f"{notes}; too few points (see Convergence)", rule)
     if drop < t.underfit_drop:
         return Verdict("Under-fitting", "possible", "warn", notes, rule)
+    if first - last < noise:
+        return Verdict("Under-fitting", "possible", "warn", f"{notes}, within the noise ({_fmt(noise)})", rule)
     if flat:
         return Verdict(
             "Under-fitting", "possible", "warn", notes + ", within the noise: the whole run is one plateau", rule

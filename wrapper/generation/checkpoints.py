@@ -1,12 +1,16 @@
-"""The LoRA files of finished runs: which checkpoints a run has and what they were trained on."""
+"""The LoRA files of finished runs: which checkpoints a run has, what they were trained on, and the
+base checkpoints they are rendered on (their own, or deliberately another of the same architecture)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from wrapper.errors import RunError, did_you_mean
+from wrapper.errors import ConfigError, RunError, did_you_mean
+from wrapper.generation.grid import DEFAULT_BASE
+from wrapper.kohya import models
+from wrapper.kohya.gen_img import lora_base_problem
 from wrapper.runs import layout as runs
 from wrapper.runs.layout import RunInfo
 
@@ -73,3 +77,59 @@ def find_sources(run_dirs: Sequence[Path], checkpoints: Sequence[str]) -> list[S
             label = name if len(unique) == 1 else f"{run_label} {name}"
             sources.append(Source(label, run_dir, name, step, lora, model, info.family, tokenizers))
     return sources
+
+
+@dataclass(frozen=True)
+class Base:
+    """The checkpoint one image is rendered on: the LoRA's own ("default") or another one, deliberately."""
+
+    name: str  # "default", a name from gaze.toml [models], or a path as given
+    model: Path
+    mismatched: bool  # rendered on another base than the LoRA was trained on (the log's glitch)
+
+
+def own_base(source: Source) -> Base:
+    return Base(DEFAULT_BASE, source.model, False)
+
+
+def _checkpoint_path(spec: str, named: Mapping[str, Path]) -> Path:
+    if spec in named:
+        return Path(named[spec])
+    path = Path(spec).expanduser()
+    if path.exists():
+        return path
+    known = f" (known: {', '.join(sorted(named))})" if named else ""
+    raise ConfigError(f"base {spec!r}: no checkpoint named {spec!r}{did_you_mean(spec, named)} in gaze.toml "
+                      f"[models]{known} and no such file; add `{spec} = \"PATH\"` under [models], or give the "
+                      "checkpoint's path")
+
+
+def resolve_bases(sources: Sequence[Source], specs: Sequence[str],
+                  named: Mapping[str, Path]) -> dict[Source, list[Base]]:
+    """The bases each source is rendered on, in the order given; a base of another architecture than the
+    LoRA's, or the LoRA's own checkpoint under another name, is refused before anything starts."""
+    out: dict[Source, list[Base]] = {source: [] for source in sources}
+    families: dict[Path, str] = {}
+
+    def family(path: Path) -> str:
+        if path not in families:
+            families[path] = models.checkpoint_family(path)
+        return families[path]
+
+    for spec in specs:
+        path = None if spec == DEFAULT_BASE else _checkpoint_path(spec, named)
+        for source in sources:
+            if path is None:
+                out[source].append(own_base(source))
+                continue
+            if path.resolve() == source.model.resolve():
+                raise ConfigError(f"base {spec!r} is {path}, the checkpoint {source.label} was trained on; use "
+                                  f"base={DEFAULT_BASE} for it, and another checkpoint for a mismatched base")
+            problem = lora_base_problem(family(source.model), family(path))
+            if problem:
+                names = models.CHECKPOINT_FAMILIES
+                raise ConfigError(f"base {spec!r} ({path}) is an {names[family(path)]} checkpoint, but {source.label} "
+                                  f"was trained on an {names[family(source.model)]} one ({source.model}): {problem}; "
+                                  "a mismatched base must be of the LoRA's own architecture")
+            out[source].append(Base(spec, path, True))
+    return out

@@ -1,8 +1,10 @@
 """Generation sweeps with a trained LoRA: plan every image, render with gen_img.py, index, sheets.
 
-A grid (sampler x steps x CFG x negative on/off x LoRA weight) is expanded over prompts, seeds and
-checkpoints (of one run or several) into cells, one image each. The cells run as one gen_img.py
-process per checkpoint and sampler, which pays model loading once for the rest of the grid.
+A grid (sampler x steps x CFG x negative on/off x LoRA weight x base) is expanded over prompts, seeds
+and checkpoints (of one run or several) into cells, one image each. The cells run as one gen_img.py
+process per checkpoint, base and sampler, which pays model loading once for the rest of the grid.
+Every prompt's CLIP tokens are counted, and gen_img.py is told to read as many 75-token chunks as the
+longest needs. Each run read is locked (shared) while its LoRAs are in use, so none is trained meanwhile.
 Output goes to a new folder `<run>/generations/<UTC stamp>-<6 hex>/`: images/, index.json,
 jobs/ (the prompt files gen_img.py read), generate.log, sheets/ and generation.html.
 """
@@ -10,17 +12,18 @@ jobs/ (the prompt files gen_img.py read), generate.log, sheets/ and generation.h
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from wrapper.errors import ConfigError, RunError
+from wrapper.errors import ConfigError, RunError, TrainExtraMissing
 from wrapper.files import write_json
-from wrapper.generation.checkpoints import Source, find_sources
+from wrapper.generation.checkpoints import Base, Source, find_sources, resolve_bases
 from wrapper.generation.grid import Grid
 from wrapper.generation.prompts import BUILTIN_PROMPTS, Prompt, prompt_id, read_prompts
-from wrapper.kohya.gen_img import PRECISIONS, gen_img_argv, prompt_line
+from wrapper.kohya.gen_img import CHUNK_TOKENS, PRECISIONS, embeddings_multiples, gen_img_argv, prompt_line
 from wrapper.kohya.prompt_lines import format_number
 from wrapper.kohya.samplers import resolve_sampler
 from wrapper.runs import layout as runs
@@ -33,9 +36,10 @@ OnLine = Callable[[str], None]
 
 @dataclass(frozen=True)
 class Cell:
-    """One image: a source, a prompt and one value of every grid axis."""
+    """One image: a source, the base it is rendered on, a prompt and one value of every grid axis."""
 
     source: Source
+    base: Base
     prompt: Prompt
     sampler: str
     sd_sampler: str
@@ -58,6 +62,28 @@ class Plan:
     size: int
     precision: str
     cells: tuple[Cell, ...]
+    tokens: Mapping[int, tuple[int, int]]  # prompt number -> CLIP tokens of (prompt, negative prompt)
+    max_embeddings_multiples: int  # 75-token chunks gen_img.py reads per prompt: enough for the longest
+
+    def token_lines(self) -> list[str]:
+        """One line per prompt: its CLIP tokens and how gen_img.py reads them."""
+        lines = []
+        for p in self.prompts:
+            tokens, negative = self.tokens[p.number]
+            note = f", negative prompt {negative}" if p.negative and True in self.grid.negative else ""
+            lines.append(f"{prompt_id(p)}: {tokens} CLIP tokens{note}")
+        chunks = self.max_embeddings_multiples
+        lines.append(f"gen_img.py reads {chunks} chunk(s) of {CHUNK_TOKENS} tokens per prompt "
+                     f"(--max_embeddings_multiples {chunks}): every prompt whole")
+        return lines
+
+
+def count_prompt_tokens(prompts: Sequence[Prompt]) -> dict[int, tuple[int, int]]:
+    """CLIP tokens of each prompt and its negative prompt, counted exactly and offline."""
+    from wrapper.dataset.tokens import count_tokens
+
+    return {p.number: (count_tokens(p.text).tokens, count_tokens(p.negative).tokens if p.negative else 0)
+            for p in prompts}
 
 
 def plan_generation(
@@ -70,8 +96,12 @@ def plan_generation(
     size: int | None = None,
     precision: str | None = None,
     prompt_numbers: Sequence[int] = (),
+    models: Mapping[str, Path] | None = None,
 ) -> Plan:
-    """Check every input and expand the grid into cells; nothing is run or written."""
+    """Check every input and expand the grid into cells; nothing is run or written.
+
+    `models` are the named checkpoints (gaze.toml [models]) a base= axis may name besides paths.
+    """
     if not run_dirs:
         raise ConfigError("no run directory given; expected RUN_DIR, e.g. runs/sdxl-standard/<stamp>")
     grid = grid or Grid()
@@ -101,17 +131,26 @@ def plan_generation(
     precision = precision or ("bf16" if "sdxl" in families else "fp32")
     if precision not in PRECISIONS:
         raise ConfigError(f"option --precision: {precision!r}; expected one of {', '.join(PRECISIONS)}")
-    cells = expand(sources, prompts, grid, seeds)
-    return Plan(tuple(sources), tuple(prompts), prompt_file, grid, tuple(seeds), size, precision, tuple(cells))
+    bases = resolve_bases(sources, grid.base, models or {})
+    cells = expand(sources, prompts, grid, seeds, bases)
+    tokens = count_prompt_tokens(prompts)
+    longest = max(max(t, n if True in grid.negative else 0) for t, n in tokens.values())
+    return Plan(tuple(sources), tuple(prompts), prompt_file, grid, tuple(seeds), size, precision, tuple(cells),
+                tokens, embeddings_multiples(longest))
 
 
-def expand(sources: Sequence[Source], prompts: Sequence[Prompt], grid: Grid, seeds: Sequence[int]) -> list[Cell]:
-    """Every combination, sources outermost and seeds innermost."""
-    product = itertools.product(sources, prompts, grid.sampler, grid.negative, grid.steps, grid.cfg, grid.weight, seeds)
-    return [
-        Cell(source, prompt, sampler, resolve_sampler(sampler)[1], steps, cfg, negative, weight, seed)
-        for source, prompt, sampler, negative, steps, cfg, weight, seed in product
-    ]
+def expand(sources: Sequence[Source], prompts: Sequence[Prompt], grid: Grid, seeds: Sequence[int],
+           bases: Mapping[Source, Sequence[Base]] | None = None) -> list[Cell]:
+    """Every combination, sources outermost (then their bases) and seeds innermost."""
+    from wrapper.generation.checkpoints import own_base
+
+    cells = []
+    for source in sources:
+        axes = itertools.product(bases[source] if bases else [own_base(source)], prompts, grid.sampler,
+                                 grid.negative, grid.steps, grid.cfg, grid.weight, seeds)
+        cells += [Cell(source, base, prompt, sampler, resolve_sampler(sampler)[1], steps, cfg, negative, weight, seed)
+                  for base, prompt, sampler, negative, steps, cfg, weight, seed in axes]
+    return cells
 
 
 def _slug(text: str) -> str:
@@ -131,16 +170,28 @@ def image_name(cell: Cell) -> str:
         f"w{format_number(cell.weight)}",
         f"seed{cell.seed}",
     ]
-    return f"images/{_slug(cell.source.label)}/{'-'.join(parts)}.png"
+    folder = _slug(cell.source.label)
+    if cell.base.mismatched:
+        folder += f"-on-{_slug(cell.base.name)}"
+    return f"images/{folder}/{'-'.join(parts)}.png"
 
 
-def jobs(cells: Sequence[Cell]) -> list[tuple[Source, str, list[Cell]]]:
-    """One gen_img.py process per (source, sampler); lines ordered so that gen_img.py can batch them."""
-    groups: dict[tuple[Source, str], list[Cell]] = {}
+Job = tuple[Source, Base, str, list[Cell]]
+
+
+def jobs(cells: Sequence[Cell]) -> list[Job]:
+    """One gen_img.py process per (source, base, sampler); lines ordered so that gen_img.py can batch them."""
+    groups: dict[tuple[Source, Base, str], list[Cell]] = {}
     for cell in cells:
-        groups.setdefault((cell.source, cell.sampler), []).append(cell)
+        groups.setdefault((cell.source, cell.base, cell.sampler), []).append(cell)
     order = lambda c: (c.weight, c.steps, c.cfg)  # noqa: E731  gen_img.py batches runs of equal settings
-    return [(source, sampler, sorted(group, key=order)) for (source, sampler), group in groups.items()]
+    return [(source, base, sampler, sorted(group, key=order)) for (source, base, sampler), group in groups.items()]
+
+
+def job_label(job: Job) -> str:
+    source, base, sampler, _ = job
+    on = f" on {base.name} (mismatched base)" if base.mismatched else ""
+    return f"{source.label}{on} x {sampler}"
 
 
 def job_lines(cells: Sequence[Cell]) -> list[str]:
@@ -178,6 +229,9 @@ def index_entry(cell: Cell, size: int) -> dict:
         "step": cell.source.step,
         "run": str(cell.source.run_dir),
         "lora": str(cell.source.lora),
+        "base": cell.base.name,
+        "base_model": str(cell.base.model),
+        "mismatched": cell.base.mismatched,
         "width": size,
         "height": size,
     }
@@ -197,6 +251,8 @@ def build_index(plan: Plan, state: str, processes: Sequence[dict] = (), sheets: 
         }
         for s in plan.sources
     ]
+    bases = [{"source": source.label, "base": base.name, "model": str(base.model), "mismatched": base.mismatched}
+             for source, base in dict.fromkeys((c.source, c.base) for c in plan.cells)]
     return {
         "state": state,
         "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -206,7 +262,11 @@ def build_index(plan: Plan, state: str, processes: Sequence[dict] = (), sheets: 
         "size": plan.size,
         "precision": plan.precision,
         "sources": sources,
-        "prompts": [{"id": prompt_id(p), "prompt": p.text, "negative_prompt": p.negative} for p in plan.prompts],
+        "bases": bases,
+        "max_embeddings_multiples": plan.max_embeddings_multiples,
+        "prompts": [{"id": prompt_id(p), "prompt": p.text, "negative_prompt": p.negative,
+                     "tokens": plan.tokens[p.number][0], "negative_tokens": plan.tokens[p.number][1]}
+                    for p in plan.prompts],
         "images": [index_entry(c, plan.size) for c in plan.cells],
         "processes": list(processes),
         "sheets": list(sheets),
@@ -245,46 +305,55 @@ def _log_tail(log: Path, lines: int = 15) -> str:
     return "\n".join("    " + line for line in text[-lines:])
 
 
-def job_argv(plan: Plan, source: Source, sampler: str, *, checkout: Path, prompts_file: Path, outdir: Path,
+def job_argv(plan: Plan, job: Job, *, checkout: Path, prompts_file: Path, outdir: Path,
              batch_size: int = 1) -> list[str]:
-    """The gen_img.py command line of one job (one checkpoint x sampler)."""
+    """The gen_img.py command line of one job (one checkpoint x base x sampler)."""
     from wrapper.kohya.checkout import trainer_python
 
+    source, base, sampler, _ = job
     return gen_img_argv(
-        python=trainer_python(), checkout=checkout, model=source.model, family=source.family, lora=source.lora,
+        python=trainer_python(), checkout=checkout, model=base.model, family=source.family, lora=source.lora,
         sampler=resolve_sampler(sampler)[1], prompts_file=prompts_file, outdir=outdir, size=plan.size,
-        precision=plan.precision, tokenizer_cache_dir=source.tokenizer_cache_dir, batch_size=batch_size)
+        precision=plan.precision, tokenizer_cache_dir=source.tokenizer_cache_dir, batch_size=batch_size,
+        max_embeddings_multiples=plan.max_embeddings_multiples)
 
 
 def run_job(
     plan: Plan,
     root: Path,
     number: int,
-    job: tuple[Source, str, list[Cell]],
+    job: Job,
     *,
     checkout: Path,
     on_line: OnLine | None = None,
     batch_size: int = 1,
+    keep_fds: Sequence[int] = (),
 ) -> dict:
-    """Run one gen_img.py process for one job; its record has an 'error' message when it failed."""
+    """Run one gen_img.py process for one job; its record has an 'error' message when it failed.
+
+    `keep_fds` (the runs' shared locks) are inherited by gen_img.py, so they stay held while it reads.
+    """
     from wrapper.kohya.checkout import trainer_env
     from wrapper.launch import run_streaming
 
-    source, sampler, cells = job
-    prompts_file = root / "jobs" / f"{number:02d}-{_slug(source.label)}-{_slug(sampler)}.txt"
+    source, base, sampler, cells = job
+    on = f"-on-{_slug(base.name)}" if base.mismatched else ""
+    prompts_file = root / "jobs" / f"{number:02d}-{_slug(source.label)}{on}-{_slug(sampler)}.txt"
     prompts_file.parent.mkdir(exist_ok=True)
     prompts_file.write_text("\n".join(job_lines(cells)) + "\n", encoding="utf-8")
     for folder in {(root / image_name(c)).parent for c in cells}:
         folder.mkdir(parents=True, exist_ok=True)
-    argv = job_argv(plan, source, sampler, checkout=checkout, prompts_file=prompts_file, outdir=root,
-                    batch_size=batch_size)
+    argv = job_argv(plan, job, checkout=checkout, prompts_file=prompts_file, outdir=root, batch_size=batch_size)
     log = root / "generate.log"
+    offset = log.stat().st_size if log.exists() else 0
     with open(log, "a", encoding="utf-8") as handle:
-        handle.write(f"\n=== gaze: job {number}: {source.label} x {sampler}, {len(cells)} image(s)\n=== {argv}\n")
-    result = run_streaming(argv, cwd=checkout, env=trainer_env(checkout), log_path=log, on_line=on_line)
+        handle.write(f"\n=== gaze: job {number}: {job_label(job)}, {len(cells)} image(s)\n=== {argv}\n")
+    result = run_streaming(argv, cwd=checkout, env=trainer_env(checkout), log_path=log, on_line=on_line,
+                           keep_fds=keep_fds)
     record = {
         "job": number,
         "source": source.label,
+        "base": base.name,
         "sampler": sampler,
         "images": len(cells),
         "prompt_file": str(prompts_file.relative_to(root)),
@@ -294,18 +363,32 @@ def run_job(
         "s_per_image": round(result.duration_s / len(cells), 2),
     }
     if result.interrupted:
-        record["error"] = f"interrupted during job {number} ({source.label} x {sampler}); partial results in {root}"
+        record["error"] = f"interrupted during job {number} ({job_label(job)}); partial results in {root}"
         return record
+    if result.returncode:
+        _raise_missing_module(log, offset)
     bad = [] if result.returncode else _bad_images(root, cells, plan.size)
     if result.returncode or bad:
         what = f"exited with code {result.returncode}" if result.returncode else "did not write every image"
         details = "; ".join(bad[:5]) + (f" (and {len(bad) - 5} more)" if len(bad) > 5 else "")
         record["error"] = (
-            f"gen_img.py {what} for {source.label} x {sampler} (job {number})"
+            f"gen_img.py {what} for {job_label(job)} (job {number})"
             f"{': ' + details if bad else ''}.\n"
             f"  last lines of {log}:\n{_log_tail(log)}"
         )
     return record
+
+
+def _raise_missing_module(log: Path, offset: int) -> None:
+    """gen_img.py died importing something: say what to install, not its traceback."""
+    import re
+
+    with open(log, encoding="utf-8", errors="replace") as handle:
+        handle.seek(offset)
+        match = re.search(r"ModuleNotFoundError: No module named '([^']+)'", handle.read())
+    if match:
+        raise TrainExtraMissing(f"gen_img.py cannot start: no module named {match[1]!r}; install the train extra "
+                                "(`make setup-train`, or pip install -e '.[train]')")
 
 
 def run_generation(
@@ -320,38 +403,50 @@ def run_generation(
     thumb: int = 256,
     batch_size: int = 1,
 ) -> Path:
-    """Render every cell of the plan into a new folder; write index.json, sheets and the page there."""
+    """Render every cell of the plan into a new folder; write index.json, sheets and the page there.
+
+    Every run read is locked (shared) first: a run being trained is refused, and a resume waits for us.
+    """
     from wrapper.generation.sheets import sheet_axes, write_page, write_sheets
-    from wrapper.kohya.checkout import find_checkout
+    from wrapper.kohya.checkout import find_checkout, require_train_extra
 
     checkout = find_checkout(checkout)
+    require_train_extra()
     sheet_axes([index_entry(c, plan.size) for c in plan.cells], rows, cols)  # fail before rendering
-    root = Path(out_dir) if out_dir else runs.new_generation_dir(plan.sources[0].run_dir)
-    if out_dir:
-        if root.exists() and any(root.iterdir()):
-            raise ConfigError(
-                f"option --out: {root} is not empty; expected a new or empty folder (nothing is overwritten)"
-            )
-        root.mkdir(parents=True, exist_ok=True)
-    status = on_status or (lambda _message: None)
-    processes: list[dict] = []
-    write_json(root / runs.GENERATION_INDEX, build_index(plan, "running"))
-    all_jobs = jobs(plan.cells)
-    try:
-        for number, job in enumerate(all_jobs, start=1):
-            status(f"job {number}/{len(all_jobs)}: {job[0].label} x {job[1]}, {len(job[2])} image(s)")
-            record = run_job(plan, root, number, job, checkout=checkout, on_line=on_line, batch_size=batch_size)
-            processes.append(record)
-            if "error" in record:
-                raise RunError(record["error"])
-            write_json(root / runs.GENERATION_INDEX, build_index(plan, "running", processes))
-    except BaseException:
-        write_json(root / runs.GENERATION_INDEX, build_index(plan, "failed", processes))
-        raise
+    with ExitStack() as locks:
+        fds = [locks.enter_context(runs.run_lock(run_dir, purpose="generation", shared=True))
+               for run_dir in dict.fromkeys(s.run_dir for s in plan.sources)]
+        root = _new_folder(plan, out_dir)
+        status = on_status or (lambda _message: None)
+        processes: list[dict] = []
+        write_json(root / runs.GENERATION_INDEX, build_index(plan, "running"))
+        all_jobs = jobs(plan.cells)
+        try:
+            for number, job in enumerate(all_jobs, start=1):
+                status(f"job {number}/{len(all_jobs)}: {job_label(job)}, {len(job[3])} image(s)")
+                record = run_job(plan, root, number, job, checkout=checkout, on_line=on_line, batch_size=batch_size,
+                                 keep_fds=fds)
+                processes.append(record)
+                if "error" in record:
+                    raise RunError(record["error"])
+                write_json(root / runs.GENERATION_INDEX, build_index(plan, "running", processes))
+        except BaseException:
+            write_json(root / runs.GENERATION_INDEX, build_index(plan, "failed", processes))
+            raise
     index = build_index(plan, "succeeded", processes)
     index["sheets"] = write_sheets(root, index, rows, cols, thumb)
     write_json(root / runs.GENERATION_INDEX, index)
     labels = sorted({s.label for s in plan.sources})
     write_page(root, index, title=f"Generations: {', '.join(labels)} ({root.name})")
     status(f"wrote {len(plan.cells)} images, {len(index['sheets'])} sheet(s) and {root / runs.GENERATION_PAGE}")
+    return root
+
+
+def _new_folder(plan: Plan, out_dir: Path | None) -> Path:
+    if not out_dir:
+        return runs.new_generation_dir(plan.sources[0].run_dir)
+    root = Path(out_dir)
+    if root.exists() and any(root.iterdir()):
+        raise ConfigError(f"option --out: {root} is not empty; expected a new or empty folder (nothing is overwritten)")
+    root.mkdir(parents=True, exist_ok=True)
     return root

@@ -15,18 +15,25 @@ from pathlib import Path
 
 from wrapper.errors import ConfigError, did_you_mean
 from wrapper.files import write_atomic
+from wrapper.generation.grid import DEFAULT_BASE
 from wrapper.kohya.prompt_lines import format_number
 from wrapper.reports.pages import Block, Cell, Fold, Heading, Image, Link, Para, Table, to_html
 from wrapper.reports.plots import GridGeometry, thumbnail_grid
 from wrapper.runs.layout import GENERATION_PAGE
 
-AXES = ("source", "sampler", "steps", "cfg", "negative", "weight", "seed")
+AXES = ("source", "base", "sampler", "steps", "cfg", "negative", "weight", "seed")
 DEFAULT_ROWS = ("steps", "cfg", "weight", "seed")
-DEFAULT_COLS = ("sampler", "negative", "source")
+DEFAULT_COLS = ("base", "sampler", "negative", "source")
+
+
+def entry_value(entry: dict, axis: str) -> object:
+    """An entry's value on an axis (entries written before the base axis existed are on their own base)."""
+    return entry.get(axis, DEFAULT_BASE) if axis == "base" else entry[axis]
 
 
 def axis_label(axis: str, value: object) -> str:
-    """How a value is written on a sheet: '20 steps', 'CFG 7', 'neg off', 'LoRA x0.6', 'seed 1'."""
+    """How a value is written on a sheet: '20 steps', 'CFG 7', 'neg off', 'LoRA x0.6', 'seed 1', 'own base',
+    'MISMATCHED base: other'."""
     if axis == "steps":
         return f"{value} steps"
     if axis == "cfg":
@@ -37,12 +44,14 @@ def axis_label(axis: str, value: object) -> str:
         return f"LoRA x{format_number(value)}"
     if axis == "seed":
         return f"seed {value}"
+    if axis == "base":
+        return "own base" if value == DEFAULT_BASE else f"MISMATCHED base: {value}"
     return str(value)
 
 
 def axis_values(entries: Sequence[dict], axis: str) -> list:
     """The axis's distinct values in order of first appearance."""
-    return list(dict.fromkeys(e[axis] for e in entries))
+    return list(dict.fromkeys(entry_value(e, axis) for e in entries))
 
 
 def sheet_axes(entries: Sequence[dict], rows: Sequence[str] = (), cols: Sequence[str] = ()) -> tuple[list, list]:
@@ -91,7 +100,7 @@ def layout(entries: Sequence[dict], rows: Sequence[str], cols: Sequence[str]) ->
     col_at = {k: i for i, k in enumerate(col_keys)}
     cells: dict[tuple[int, int], dict] = {}
     for entry in entries:
-        where = (row_at[tuple(entry[a] for a in rows)], col_at[tuple(entry[a] for a in cols)])
+        where = (row_at[tuple(entry_value(entry, a) for a in rows)], col_at[tuple(entry_value(entry, a) for a in cols)])
         if where in cells:
             raise ConfigError(
                 f"two images fall into one sheet cell ({entry['file']}, {cells[where]['file']}); "
@@ -125,9 +134,12 @@ def write_sheets(root: Path, index: dict, rows: Sequence[str] = (), cols: Sequen
         sheet = layout(entries, row_axes, col_axes)
         fixed = ", ".join(axis_label(a, v) for a, v in sheet.fixed.items() if a != "source") or "-"
         sources = ", ".join(axis_values(entries, "source"))
+        mismatched = sorted({f"{e['base']} = {e['base_model']}" for e in entries if e.get("mismatched")})
         subtitle = (
             f"negative prompt: {prompt['negative_prompt'] or '(none)'}\n"
             f"checkpoint: {sources} | fixed: {fixed} | {entries[0]['width']}x{entries[0]['height']} px"
+            + (f"\ndeliberately MISMATCHED base (the LoRA was trained on another): {'; '.join(mismatched)}"
+               if mismatched else "")
         )
         file = f"sheets/{prompt['id']}.png"
         geo = render_sheet(
@@ -172,20 +184,29 @@ def page_blocks(root: Path, index: dict) -> list[Block]:
     ]
     blocks: list[Block] = [
         Table(["setting", "value"], settings),
-        Table(["checkpoint", "LoRA", "base model"], [(s["label"], s["lora"], s["model"]) for s in index["sources"]]),
+        Table(["checkpoint", "LoRA", "trained on"], [(s["label"], s["lora"], s["model"]) for s in index["sources"]]),
     ]
+    mismatched = [b for b in index.get("bases", []) if b["mismatched"]]
+    if mismatched:
+        blocks += [Para("Deliberately mismatched bases: the LoRA rendered on another checkpoint than it was "
+                        "trained on (the research log's glitch)."),
+                   Table(["checkpoint", "rendered on", "base model"],
+                         [(b["source"], b["base"], b["model"]) for b in mismatched])]
     prompts = {p["id"]: p for p in index["prompts"]}
     for sheet in index["sheets"]:
         prompt = prompts[sheet["prompt_id"]]
         axes = f"rows: {' x '.join(sheet['rows']) or '-'}; columns: {' x '.join(sheet['cols']) or '-'}"
         blocks += [
             Heading(f"{prompt['id']}: {prompt['prompt']}"),
-            Para(f"negative prompt: {prompt['negative_prompt'] or '(none)'}"),
+            Para(f"negative prompt: {prompt['negative_prompt'] or '(none)'}"
+                 + (f" | {prompt['tokens']} CLIP tokens (negative {prompt['negative_tokens']})"
+                    if "tokens" in prompt else "")),
             Image(sheet["file"], (root / sheet["file"]).read_bytes(), f"contact sheet {prompt['id']}", axes),
             Link(sheet["file"], f"{sheet['file']} (full size)"),
         ]
-    columns = ("file", "source", "prompt_id", "sampler", "steps", "cfg", "negative", "weight", "seed")
-    rows = [[Cell(e["file"], href=e["file"]), *(_show(e[c]) for c in columns[1:])] for e in index["images"]]
+    columns = ("file", "source", "base", "prompt_id", "sampler", "steps", "cfg", "negative", "weight", "seed")
+    rows = [[Cell(e["file"], href=e["file"]), *(_show(e.get(c, DEFAULT_BASE)) for c in columns[1:])]
+            for e in index["images"]]
     blocks.append(Fold(f"All {count} images", [Table(columns, rows)]))
     return blocks
 

@@ -15,6 +15,11 @@ from wrapper.kohya.samplers import resolve_sampler
 from wrapper.recipe import Recipe
 
 SCRIPTS = {"sd15": "train_network.py", "sdxl": "sdxl_train_network.py"}
+#: CLIP tokens of a sample prompt the trainer reads: train_util.sample_image_inference calls the
+#: long-prompt pipeline (library/lpw_stable_diffusion.py, sdxl_lpw_stable_diffusion.py) without
+#: max_embeddings_multiples, so its default of 3 chunks of 75 applies, whatever max_token_length says
+#: (that one sets how captions are read in training); the rest is cut with a "Prompt was truncated" warning.
+SAMPLE_MAX_TOKENS = 225
 ATTENTION_FLAGS = {"sdpa": "sdpa", "xformers": "xformers", "mem_eff": "mem_eff_attn"}
 
 
@@ -183,12 +188,11 @@ def render_arguments(recipe: Recipe, places: Places, dataset_config: Path) -> di
         "logging": {"logging_dir": str(places.logging_dir), "log_with": "tensorboard", "console_log_simple": True},
         "dataset": {"dataset_config": str(dataset_config)},
     }
-    if s.prompts and s.every_n_steps:
-        tables["sampling"] = {
-            "sample_prompts": str(places.sample_prompts),
-            "sample_every_n_steps": s.every_n_steps,
-            "sample_sampler": resolve_sampler(s.sampler)[1],
-        }
+    if s.prompts:  # without every_n_steps the file is still there for sample_every_n_epochs in extra_args
+        tables["sampling"] = {"sample_prompts": str(places.sample_prompts)}
+        if s.every_n_steps:
+            tables["sampling"]["sample_every_n_steps"] = s.every_n_steps
+        tables["sampling"]["sample_sampler"] = resolve_sampler(s.sampler)[1]
     if recipe.extra_args:
         tables["extra"] = dict(recipe.extra_args)
     return tables

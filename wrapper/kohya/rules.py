@@ -140,7 +140,16 @@ _SET_BY = {
     "the data group (gaze writes dataset.toml)": ("dataset_config",),
     "sampling.prompts, sampling.every_n_steps, sampling.sampler": (
         "sample_prompts", "sample_every_n_steps", "sample_sampler"),
+    # dataset.toml sets these for every subset, and sd-scripts lets the dataset config win over the
+    # arguments file (config_util.BlueprintGenerator): an extra_args entry would be silently ignored
+    "the dataset (--dataset / gaze.toml)": ("train_data_dir", "reg_data_dir", "in_json", "dataset_class"),
+    "data.resolution": ("resolution",), "training.batch_size": ("train_batch_size",),
+    "data.buckets": ("enable_bucket", "min_bucket_reso", "max_bucket_reso", "bucket_reso_steps", "bucket_no_upscale"),
+    "data.flip": ("flip_aug",), "data.num_repeats": ("dataset_repeats",),
+    "data.caption_extension": ("caption_extension", "caption_extention"),
 }
+_DATA_ARGUMENTS = ("random_crop", "color_aug", "caption_dropout_rate", "caption_tag_dropout_rate", "caption_separator",
+                   "shuffle_caption", "keep_tokens", "validation_split", "validation_seed")
 
 
 def managed_by(argument: str) -> str | None:
@@ -149,6 +158,8 @@ def managed_by(argument: str) -> str | None:
     for where, names in _SET_BY.items():
         if argument in names:
             return where
+    if argument in _DATA_ARGUMENTS:
+        return f"data.{argument}"
     for group, fields in (("training", Training), ("optimizer", Optimizer), ("network", Network)):
         names = {f.name for f in dataclasses.fields(fields)}
         for prefix in (f"{group}_", ""):  # network_dim -> network.dim, max_train_steps -> training.max_...
@@ -189,6 +200,9 @@ def recipe_rules(recipe: Recipe) -> list[str]:
         elif prep.mode == "stretch" and prep.stretch_to != fixed:
             p.append(f"prep.stretch_to = {prep.stretch_to} differs from data.resolution = {fixed}: with buckets "
                      "off sd-scripts needs every image at exactly the resolution")
+    if not d.caption_separator:
+        p.append("data.caption_separator = '': sd-scripts splits captions with str.split, which refuses an empty "
+                 "separator; use ',' for tags or '. ' for sentences")
     if recipe.training.max_token_length not in (75, 150, 225):
         p.append(f"training.max_token_length = {recipe.training.max_token_length}: expected 75, 150 or 225")
     if recipe.training.mixed_precision == "no" and recipe.training.full_bf16:

@@ -59,6 +59,14 @@ def type_problem(value: Any, hint: Any) -> str | None:
             items = list(zip(value, args, strict=True))
         wrong = next((w for v, a in items if (w := type_problem(v, a))), None)
         return f"a tuple of {wrong}" if wrong else None
+    if origin is list:
+        item = type_problem(object(), args[0]) if args else None  # what one element must be
+        wanted = f"a list of {item.removeprefix('a ').removeprefix('an ')}s" if item else "a list"
+        if not isinstance(value, list):
+            return wanted
+        return wanted if args and any(type_problem(v, args[0]) for v in value) else None
+    if origin is dict:
+        return None if isinstance(value, dict) else "an object"
     if hint is bool:
         return None if isinstance(value, bool) else "true or false"
     if hint is int:

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import base64
 import html
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from wrapper.errors import RunError
 
 
 @dataclass(frozen=True)
@@ -201,19 +204,56 @@ def images(blocks: Sequence[Block]) -> list[Image]:
     return found
 
 
+def _unwritable(path: Path) -> str | None:
+    """Why `path` cannot be written as a file of the document, or None."""
+    if path.is_symlink():
+        return f"{path} is a symbolic link; reports never write through links (remove it)"
+    if path.is_dir():
+        return f"{path} is a folder, not a file"
+    if path.exists():
+        try:
+            with open(path, "r+b"):  # opens for writing without changing it
+                pass
+        except OSError as exc:
+            return f"cannot write {path}: {exc.strerror or exc}"
+    elif not os.access(path.parent, os.W_OK | os.X_OK):
+        return f"cannot create files in {path.parent}: permission denied"
+    return None
+
+
+def check_writable(folder: Path, paths: Sequence[Path]) -> None:
+    """Raise a RunError naming the first of `paths` (in `folder`) that cannot be written, or its folder."""
+    for directory in sorted({p.parent for p in paths} - {folder}):
+        if directory.is_symlink() or (directory.exists() and not directory.is_dir()):
+            kind = "a symbolic link" if directory.is_symlink() else "a file"
+            raise RunError(f"{directory} is {kind}, not a folder: the document's images go there "
+                           "(move it away; nothing was written)")
+    for path in paths:
+        if path.parent.is_dir() and (why := _unwritable(path)):
+            raise RunError(f"{why} (nothing was written)")
+    if not os.access(folder, os.W_OK | os.X_OK) and any(not p.parent.exists() for p in paths):
+        raise RunError(f"cannot create folders in {folder}: permission denied (nothing was written)")
+
+
+def document_paths(folder: Path, stem: str, blocks: Sequence[Block]) -> list[Path]:
+    """The files `write_document` writes: `<stem>.html`, `<stem>.md`, then every image."""
+    return [folder / f"{stem}.html", folder / f"{stem}.md", *(folder / image.name for image in images(blocks))]
+
+
 def write_document(folder: Path, stem: str, title: str, blocks: Sequence[Block], subtitle: str = "") -> list[Path]:
-    """Write `<stem>.html`, `<stem>.md` and every image into `folder`; return the paths."""
-    written = []
+    """Write `<stem>.html`, `<stem>.md` and every image into `folder`; return the paths.
+
+    Every file is checked first (not a link, not a folder, writable), so a refusal writes nothing.
+    """
+    paths = document_paths(folder, stem, blocks)
+    check_writable(folder, paths)
     for image in images(blocks):
         path = folder / image.name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(image.data)
-        written.append(path)
     for suffix, text in (
         (".html", to_html(title, blocks, subtitle)),
         (".md", to_markdown(title, blocks, subtitle)),
     ):
-        path = folder / f"{stem}{suffix}"
-        path.write_text(text, encoding="utf-8")
-        written.insert(0 if suffix == ".html" else 1, path)
-    return written
+        (folder / f"{stem}{suffix}").write_text(text, encoding="utf-8")
+    return paths

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import itertools
+import os
+import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -255,11 +257,14 @@ def thumbnail_grid(
     subtitle: str = "",
     label_width: int = 240,
     image_format: str = "JPEG",
+    on_unreadable: OnUnreadable | None = None,
 ) -> tuple[bytes, GridGeometry]:
     """Thumbnails on a grid with nested row labels on the left, column labels on top and a heading.
 
     A cell left out of `cells` stays an empty frame; a file that is not there is a grey 'missing'
-    cell, one that cannot be read is marked 'unreadable'. Returns the encoded image and its layout.
+    cell; one that cannot be read, or declares more than MAX_PIXELS (a decompression bomb: never
+    decoded), is marked 'unreadable' and passed to `on_unreadable` with the reason. Returns the
+    encoded image and its layout.
     """
     from PIL import Image, ImageDraw, ImageFont
 
@@ -274,7 +279,7 @@ def thumbnail_grid(
     _column_labels(draw, geo, cols, thumb, font)
     _row_labels(draw, geo, rows, thumb, font)
     for r, c in itertools.product(range(len(rows)), range(len(cols))):
-        _cell(image, draw, cells.get((r, c)), geo.box(r, c), thumb, font)
+        _cell(image, draw, cells.get((r, c)), geo.box(r, c), thumb, font, on_unreadable)
     out = io.BytesIO()
     image.save(out, format=image_format, **({"quality": 88} if image_format == "JPEG" else {}))
     return out.getvalue(), geo
@@ -307,7 +312,45 @@ def _row_labels(draw, geo: GridGeometry, rows: Sequence[tuple[str, ...]], thumb:
         x += width
 
 
-def _cell(image, draw, path: Path | None, box: tuple[int, int], thumb: int, font) -> None:
+#: The most pixels a picture may declare before it is decoded: 40 megapixels (a 6300 px square) is far
+#: above any sample or contact sheet, and far below what a decompression bomb declares.
+MAX_PIXELS = 40_000_000
+OnUnreadable = Callable[[Path, str], None]  # (file, why) for each picture drawn as 'unreadable'
+
+
+class UnreadableImage(ValueError):
+    """A picture that cannot be shown: not an image, damaged, or too large to decode safely."""
+
+
+def open_picture(path: Path | io.BytesIO, max_pixels: int = MAX_PIXELS):
+    """The picture at `path` decoded as RGB, its size checked before any pixel is decoded.
+
+    Raises FileNotFoundError for a file that is not there and UnreadableImage for anything else (a FIFO,
+    a device, a damaged or foreign file, or one declaring more than `max_pixels`).
+    """
+    import warnings
+
+    from PIL import Image
+
+    try:
+        if not isinstance(path, io.BytesIO) and not stat.S_ISREG(os.stat(path).st_mode):
+            raise UnreadableImage("not a regular file")  # a FIFO would block the read forever, a device never end
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked below, before decoding
+            with Image.open(path) as picture:
+                width, height = picture.size
+                if width * height > max_pixels:
+                    raise UnreadableImage(f"it declares {width}x{height} pixels, more than the {max_pixels:,} "
+                                          "decoded at most")
+                return picture.convert("RGB")
+    except (FileNotFoundError, UnreadableImage):
+        raise
+    except (OSError, ValueError, EOFError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise UnreadableImage(str(exc) or type(exc).__name__) from None
+
+
+def _cell(image, draw, path: Path | None, box: tuple[int, int], thumb: int, font,
+          on_unreadable: OnUnreadable | None = None) -> None:
     """One cell: the image shrunk and centred, or a frame (no image), 'missing' or 'unreadable'."""
     from PIL import Image
 
@@ -316,14 +359,15 @@ def _cell(image, draw, path: Path | None, box: tuple[int, int], thumb: int, font
         draw.rectangle([box, corner], outline=EMPTY)
         return
     try:
-        with Image.open(path) as picture:
-            picture = picture.convert("RGB")
-            picture.thumbnail((thumb, thumb), Image.Resampling.LANCZOS)
+        picture = open_picture(path)
+        picture.thumbnail((thumb, thumb), Image.Resampling.LANCZOS)
     except FileNotFoundError:
         draw.rectangle([box, corner], fill=EMPTY)
         draw.text((box[0] + PAD, box[1] + PAD), _fit("missing", thumb - 2 * PAD, font.getlength), fill=INK, font=font)
         return
-    except OSError:
+    except UnreadableImage as exc:
+        if on_unreadable:
+            on_unreadable(Path(path), str(exc))
         draw.rectangle([box, corner], outline=BAD)
         draw.text((box[0] + PAD, box[1] + PAD), _fit("unreadable", thumb - 2 * PAD, font.getlength), fill=BAD,
                   font=font)
@@ -332,15 +376,15 @@ def _cell(image, draw, path: Path | None, box: tuple[int, int], thumb: int, font
 
 
 def as_jpeg(png: bytes, max_width: int = 1400) -> bytes:
-    """A contact sheet re-encoded as JPEG (and shrunk to `max_width`) so reports stay small."""
-    import io
+    """A contact sheet re-encoded as JPEG (and shrunk to `max_width`) so reports stay small.
 
+    Raises UnreadableImage for bytes that are not a picture, or one too large to decode safely.
+    """
     from PIL import Image
 
-    with Image.open(io.BytesIO(png)) as image:
-        image = image.convert("RGB")
-        if image.width > max_width:
-            image = image.resize((max_width, round(image.height * max_width / image.width)), Image.LANCZOS)
-        out = io.BytesIO()
-        image.save(out, format="JPEG", quality=88)
-        return out.getvalue()
+    image = open_picture(io.BytesIO(png))
+    if image.width > max_width:
+        image = image.resize((max_width, round(image.height * max_width / image.width)), Image.LANCZOS)
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=88)
+    return out.getvalue()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,7 +33,7 @@ MAX_SAMPLE_COLUMNS = 12
 
 @dataclass
 class RunView:
-    """Everything a report reads from one run folder."""
+    """Everything a report reads from one run folder; `problems` names each file that could not be used."""
 
     path: Path
     label: str
@@ -42,6 +42,7 @@ class RunView:
     scalars: pd.DataFrame
     prompts: list[str]
     samples: list[samples.Sample] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -51,25 +52,60 @@ class RunView:
     def last_step(self) -> int | None:
         return int(self.scalars["step"].max()) if len(self.scalars) else None
 
+    def add_problem(self, text: str) -> None:
+        """Note a problem once (a run drawn in a report and then in a comparison finds it twice)."""
+        if text not in self.problems:
+            self.problems.append(text)
+
+    def warnings(self) -> list[str]:
+        """Every problem to tell the user: files that could not be used, damaged logs, a missing loss."""
+        missing = curves.loss_missing(self.scalars) if len(self.scalars) else None
+        return [*self.problems, *self.scalars.attrs.get("problems", []), *([missing] if missing else [])]
+
+
+def run_folder(run_dir: Path | str) -> Path:
+    """The run folder `run_dir` names (a recipe folder means its newest run), or a RunError saying why not."""
+    try:
+        return runs.resolve_run_dir(run_dir)
+    except OSError as exc:  # a folder that cannot be listed
+        raise RunError(f"cannot read {run_dir}: {exc.strerror or exc}") from None
+
+
+def read_meta(path: Path, problems: list[str]) -> dict:
+    """recipe.json's well-typed values ({} when absent); a problem for each that is left out."""
+    meta, found = runs.read_fields(path / runs.RECIPE, runs.RecipeRecord)
+    problems += [f"{p} (left out of the report)" for p in found]
+    return meta
+
+
+def read_status_record(path: Path, problems: list[str]) -> dict:
+    """status.json's well-typed values, a run whose gaze process is gone shown as "lost"."""
+    status, found = runs.status_fields(path)
+    problems += [f"{p} (left out of the report; the state may show as unknown)" for p in found]
+    return status
+
+
+def _short(value: object) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
 
 def load_run(run_dir: Path | str, label: str | None = None) -> RunView:
-    """Read a run folder's recipe, status, scalars, prompts and samples (warnings are kept)."""
-    path = runs.resolve_run_dir(run_dir)
-    meta = asdict(runs.read_recipe_record(path)) if (path / runs.RECIPE).is_file() else {}
+    """Read a run folder's recipe, status, scalars, prompts and samples; what cannot be used becomes a problem."""
+    path = run_folder(run_dir)
+    problems: list[str] = []
+    meta = read_meta(path, problems)
+    status = read_status_record(path, problems)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", EventFileWarning)  # kept in scalars.attrs["problems"]
         scalars = runs.read_run_scalars(path, run=label or path.name)
-    prompts = samples.read_sample_prompts(path / PROMPTS_FILE)
+    try:
+        prompts = samples.read_sample_prompts(path / PROMPTS_FILE)
+    except (OSError, ValueError) as exc:
+        problems.append(f"{path / PROMPTS_FILE} cannot be read ({exc}); prompts are shown by number")
+        prompts = []
     found = samples.find_samples(runs.output_dir(path))
-    return RunView(
-        path,
-        label or str(meta.get("name") or path.name),
-        meta,
-        runs.read_optional(path / runs.STATUS),
-        scalars,
-        prompts,
-        found,
-    )
+    return RunView(path, label or str(meta.get("name") or path.name), meta, status, scalars, prompts, found, problems)
 
 
 def show_value(value: object) -> str:
@@ -93,8 +129,19 @@ def _state_line(view: RunView) -> Para | None:
         return None if state else Para("No status.json: the run's state is unknown.", "warn")
     if state in ("running", "queued"):
         return Para(f"This run is {state}: everything below is as of {step}; verdicts are provisional.", "warn")
+    if state == "lost":
+        return Para(f"This run is lost: {view.status.get('message')}. The logs end at {step}.", "bad")
     why = ", ".join(f"{k} {view.status[k]}" for k in ("failure_class", "exit_code") if view.status.get(k) is not None)
     return Para(f"This run {state} ({why or 'no details'}); the logs end at {step}.", "bad")
+
+
+def problem_blocks(view: RunView) -> list:
+    """A warning listing the files of the run that could not be used, if any."""
+    if not view.problems:
+        return []
+    count = len(view.problems)
+    return [Para(f"{count} problem{'s' * (count > 1)} reading this run folder; the report shows what could be "
+                 "read:", "warn"), Items(view.problems)]
 
 
 def _log_notes(view: RunView) -> list:
@@ -109,13 +156,17 @@ def _log_notes(view: RunView) -> list:
         blocks += [Para("Logging folders joined into one series (a resumed run):"), Items(notes)]
     if not len(view.scalars):
         blocks.append(Para("No scalars in the logs (no event files under logs/, or none with data).", "warn"))
+    elif missing := curves.loss_missing(view.scalars):
+        blocks.append(Para(f"No training loss: {missing}.", "warn"))
     return blocks
 
 
 def _recipe_items(view: RunView) -> list:
     meta = view.meta
     if not meta:
-        return [Para("No recipe.json in this run.", "warn")]
+        if (view.path / runs.RECIPE).exists():
+            return [Para(f"{runs.RECIPE} could not be used (see the problems above).", "warn")]
+        return [Para(f"No {runs.RECIPE} in this run.", "warn")]
     glitches = set(meta.get("glitches") or [])
     mods = [Cell(m, "bad", "deliberate glitch") if m in glitches else Cell(m) for m in meta.get("modifiers") or []]
     items: list = [
@@ -167,9 +218,6 @@ def point_label(point: tuple[int, int]) -> str:
 def report_blocks(view: RunView, thresholds: curves.Thresholds, verdicts: Sequence[curves.Verdict]) -> list:
     """The blocks of one run's report, around its verdicts."""
     weight = thresholds.smoothing
-    blocks: list = [b for b in [_state_line(view)] if b] + _log_notes(view)
-    blocks += [Heading("Recipe"), *_recipe_items(view)]
-    blocks += [Heading("Verdicts"), verdict_table(verdicts)]
     pictures = [
         (
             "loss.png",
@@ -193,14 +241,17 @@ def report_blocks(view: RunView, thresholds: curves.Thresholds, verdicts: Sequen
             "Validation loss: none logged (the run has no validation split).",
         ),
     ]
-    blocks.append(Heading("Curves"))
+    curves_blocks: list = [Heading("Curves")]
     for name, data, alt, caption, missing in pictures:
-        blocks.append(Image(f"plots/{name}", data, alt, caption) if data else Para(missing))
-    blocks += [Heading("Samples"), *_run_samples(view)]
+        curves_blocks.append(Image(f"plots/{name}", data, alt, caption) if data else Para(missing))
+    later = [*curves_blocks, Heading("Samples"), *_run_samples(view)]  # drawing them may add problems
     generations = _generations(view)
     if generations:
-        blocks += [Heading("Generations"), *generations]
-    return blocks
+        later += [Heading("Generations"), *generations]
+    blocks: list = [b for b in [_state_line(view)] if b] + problem_blocks(view) + _log_notes(view)
+    blocks += [Heading("Recipe"), *_recipe_items(view)]
+    blocks += [Heading("Verdicts"), verdict_table(verdicts)]
+    return blocks + later
 
 
 def _generations(view: RunView) -> list:
@@ -209,19 +260,33 @@ def _generations(view: RunView) -> list:
     for index_file in runs.generation_indexes(view.path):
         try:
             index = runs.read_optional(index_file)
-        except RunError:
+        except RunError as exc:
+            view.add_problem(f"{exc}; that generation is left out of the report")
             continue
         folder = index_file.parent
-        text = (f"{folder.name}: {len(index.get('images', []))} images, {index.get('state', '?')}, "
-                f"created {index.get('created', '?')}")
+        images, sheets = index.get("images"), index.get("sheets")
+        count = len(images) if isinstance(images, list) else "?"
+        text = f"{folder.name}: {count} images, {index.get('state', '?')}, created {index.get('created', '?')}"
         blocks.append(Link(f"{runs.GENERATIONS}/{folder.name}/{runs.GENERATION_PAGE}", text))
-        for sheet in index.get("sheets", []):
-            path = folder / sheet["file"]
-            if path.is_file():
+        for sheet in sheets if isinstance(sheets, list) else []:
+            file = sheet.get("file") if isinstance(sheet, dict) else None
+            path = folder / file if isinstance(file, str) else None
+            if path is None or not path.resolve().is_relative_to(folder.resolve()):
+                view.add_problem(f"{index_file}: sheet {_short(sheet)} is not a file in {folder}; left out")
+            elif path.is_file():
+                try:
+                    data = plots.as_jpeg(path.read_bytes())
+                except (OSError, plots.UnreadableImage) as exc:
+                    view.add_problem(f"{path}: unreadable contact sheet ({exc}); left out")
+                    continue
                 name = f"plots/generation-{folder.name}-{path.stem}.jpg"
-                blocks.append(Image(name, plots.as_jpeg(path.read_bytes()), f"contact sheet {path.stem}",
-                                    f"{folder.name} / {path.name}"))
+                blocks.append(Image(name, data, f"contact sheet {path.stem}", f"{folder.name} / {path.name}"))
     return blocks
+
+
+def unreadable_sample(view: RunView) -> plots.OnUnreadable:
+    """A callback for the thumbnail grid: each sample it cannot draw becomes a problem of `view`."""
+    return lambda path, why: view.add_problem(f"{path}: unreadable sample image ({why}); shown as 'unreadable'")
 
 
 def _run_samples(view: RunView) -> list:
@@ -234,16 +299,17 @@ def _run_samples(view: RunView) -> list:
         (r, c): cells[(pt, q)].path for r, q in enumerate(prompts) for c, pt in enumerate(points) if (pt, q) in cells
     }
     data, _ = plots.thumbnail_grid([prompt_label(view.prompts, q) for q in prompts], [point_label(p) for p in points],
-                                   grid)
+                                   grid, on_unreadable=unreadable_sample(view))
     return [Image("plots/samples.jpg", data, "Sample grid", f"rows: prompts; columns: sample points{note}")]
 
 
 @dataclass(frozen=True)
 class Written:
-    """A report written: its files, and the verdicts it shows."""
+    """A report written: its files, the verdicts it shows and the warnings it lists."""
 
     paths: list[Path]
     verdicts: list[curves.Verdict]
+    warnings: list[str] = field(default_factory=list)
 
 
 def write_report(run_dir: Path | str, *, thresholds: curves.Thresholds | None = None) -> Written:
@@ -258,4 +324,4 @@ def render_report(view: RunView, thresholds: curves.Thresholds | None = None) ->
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     subtitle = f"{view.path.name} · {view.status.get('state', 'state unknown')} · report written {stamp}"
     blocks = report_blocks(view, thresholds, verdicts)
-    return Written(pages.write_document(view.path, "report", view.name, blocks, subtitle), verdicts)
+    return Written(pages.write_document(view.path, "report", view.name, blocks, subtitle), verdicts, view.warnings())

@@ -19,15 +19,16 @@ import secrets
 import socket
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_type_hints
 
 from wrapper.errors import RunError, did_you_mean
 from wrapper.files import write_json
 from wrapper.kohya import outputs
 from wrapper.recipe import FAMILIES
+from wrapper.recipe.checks import type_problem
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -121,18 +122,69 @@ def read_json(path: Path) -> Any:
         raise RunError(f"{path} is not valid JSON ({exc})") from None
 
 
+def _typed(path: Path, cls: type, data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The keys of `data` that are fields of `cls` with values of their annotated types, and a problem
+    (naming the file, key, value and what was expected) for every other key."""
+    hints = get_type_hints(cls)
+    good, problems = {}, []
+    for key, value in data.items():
+        if key not in hints:
+            problems.append(f"{path}: unknown key {key!r}{did_you_mean(key, hints)}")
+        elif wanted := type_problem(value, hints[key]):
+            text = json.dumps(value)
+            shown = text if len(text) <= 60 else text[:57] + "..."
+            problems.append(f"{path}: key {key!r} is {shown}; expected {wanted}")
+        else:
+            good[key] = value
+    return good, problems
+
+
 def _record(path: Path, cls: type, data: Any) -> Any:
     """`cls(**data)`, or a RunError naming the file and the key that is wrong."""
     if not isinstance(data, dict):
         raise RunError(f"{path}: expected a JSON object, found {type(data).__name__}")
-    names = {f.name: f for f in fields(cls)}
-    unknown = [k for k in data if k not in names]
-    if unknown:
-        raise RunError(f"{path}: unknown key {unknown[0]!r}{did_you_mean(unknown[0], names)}")
+    good, problems = _typed(path, cls, data)
+    if problems:
+        raise RunError(problems[0])
     try:
-        return cls(**data)
+        return cls(**good)
     except TypeError as exc:
         raise RunError(f"{path}: {exc}") from None
+
+
+def read_fields(path: Path, cls: type) -> tuple[dict[str, Any], list[str]]:
+    """A record file read leniently, for reports: the well-typed keys ({} when the file is absent) and
+    a problem for each key, or the whole file, that could not be used."""
+    if not path.exists():
+        return {}, []
+    if not path.is_file():
+        return {}, [f"{path} is not a file"]
+    try:
+        data = read_json(path)
+    except RunError as exc:
+        return {}, [str(exc)]
+    if not isinstance(data, dict):
+        return {}, [f"{path}: expected a JSON object, found {type(data).__name__}"]
+    return _typed(path, cls, data)
+
+
+def _lost(run_dir: Path, state: str) -> bool:
+    """A queued or running run with no gaze process holding it (Slurm holds a queued run itself)."""
+    if state == "queued" and read_placement(run_dir).backend == "slurm":
+        return False
+    return state in ACTIVE and holder(run_dir) is None
+
+
+LOST = ("the gaze process that ran it is gone (killed, or its machine stopped); `gaze resume` continues from "
+        "the newest saved state")
+
+
+def status_fields(run_dir: Path) -> tuple[dict[str, Any], list[str]]:
+    """status.json read leniently (for reports), "lost" applied like read_status."""
+    values, problems = read_fields(Path(run_dir) / STATUS, Status)
+    if values.get("state") and _lost(Path(run_dir), values["state"]):
+        values.update(state="lost", message=LOST)
+    return values, problems
 
 
 def read_record(path: Path, cls: type) -> Any:
@@ -146,12 +198,7 @@ def read_status(run_dir: Path) -> Status:
     A run queued on Slurm has no gaze process until its job starts: Slurm holds it (`gaze status`
     asks squeue whether its job is still there)."""
     status = _record(run_dir / STATUS, Status, read_json(run_dir / STATUS))
-    if status.state == "queued" and read_placement(run_dir).backend == "slurm":
-        return status
-    if status.state in ACTIVE and holder(run_dir) is None:
-        return replace(status, state="lost", message="the gaze process that ran it is gone (killed, or its machine "
-                       "stopped); `gaze resume` continues from the newest saved state")
-    return status
+    return replace(status, state="lost", message=LOST) if _lost(Path(run_dir), status.state) else status
 
 
 @contextmanager
@@ -218,7 +265,7 @@ def note_trainer_group(lock_fd: int, group: int) -> None:
     except ValueError:
         info = {}
     os.ftruncate(lock_fd, 0)
-    os.pwrite(lock_fd, json.dumps({**info, "group": group}).encode(), 0)
+    os.pwrite(lock_fd, json.dumps({**info, "purpose": "training", "group": group}).encode(), 0)
 
 
 def read_placement(run_dir: Path) -> Placement:
@@ -381,6 +428,8 @@ def is_run_dir(path: Path) -> bool:
 def resolve_run_dir(path: Path | str) -> Path:
     """A run folder, or the newest run in a recipe folder (runs/<recipe>/)."""
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RunError(f"{path} is a file, not a run folder; expected runs/<recipe>/<stamp>/ or runs/<recipe>/")
     if not path.is_dir():
         siblings = [p.name for p in path.parent.iterdir()] if path.parent.is_dir() else []
         raise RunError(f"no run folder {str(path)!r}{did_you_mean(path.name, siblings)}")

@@ -10,8 +10,8 @@ from wrapper.errors import RunError
 from wrapper.files import write_json
 from wrapper.kohya import outputs
 from wrapper.kohya.argv import resume_args
-from wrapper.runs import layout as runs
 from wrapper.recipe import Recipe
+from wrapper.runs import layout as runs
 from wrapper.runs.train import Log, Outcome, RunRequest, launch, launch_argv, start_run
 
 

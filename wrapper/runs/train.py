@@ -108,16 +108,6 @@ def recipe_record(recipe: Recipe) -> runs.RecipeRecord:
     )
 
 
-def new_queued_run(recipe: Recipe, runs_dir: Path, placement: runs.Placement | None = None) -> Path:
-    """A run folder made before its run starts (status "queued"), so it can be watched from the start."""
-    run_dir = runs.new_run_dir(runs_dir, recipe.name)
-    runs.write_recipe_record(run_dir, recipe_record(recipe))
-    if placement is not None:
-        runs.write_placement(run_dir, placement)
-    runs.write_status(run_dir, runs.Status("queued"))
-    return run_dir
-
-
 def check_model(recipe: Recipe, model: Path) -> Recipe:
     """Refuse a checkpoint of the wrong family unless the recipe asks for a mismatch deliberately."""
     family = models.checkpoint_family(model)
