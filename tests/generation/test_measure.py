@@ -90,3 +90,22 @@ def test_the_cli_measures_a_run_and_its_grids(tmp_path, monkeypatch):
     assert "skipped clip_score: no CLIP weights" in result.output
     assert (run / "metrics.json").is_file()
     assert (run / "generations" / "20260101T000000Z-abcdef" / "metrics.csv").is_file()
+
+
+def test_the_run_report_and_the_comparison_show_the_metrics(tmp_path, monkeypatch):
+    from wrapper.reports.compare import write_comparison
+    from wrapper.reports.run import write_report
+
+    monkeypatch.chdir(tmp_path)
+    a = rf.make_run(tmp_path, "sd15-standard", loss=rf.converging(60), sample_steps=[30, 60])
+    b = rf.make_run(tmp_path, "sd15-standard+high-lr", loss=rf.converging(60), sample_steps=[30, 60])
+    for run in (a, b):
+        measure.measure_folder(run, "training samples", measure.sample_items(run), against=None, workers=1)
+    written = write_report(a)
+    page = (a / "report.html").read_text()
+    assert "Image metrics" in page and "colourfulness" in page and "step 30" in page and "more vivid colour" in page
+    assert "Not measured: " in page and written.warnings == []
+    write_comparison([a, b], tmp_path / "cmp")
+    md = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert "## Image metrics" in md and "| sd15-standard (samples) |" in md
+    assert "| sd15-standard+high-lr (samples) |" in md

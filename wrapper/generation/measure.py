@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-METRICS_JSON, METRICS_CSV = "metrics.json", "metrics.csv"
 MAX_SIDE = 1024  # larger images are measured at this longest side (the trainer's sizes)
 #: What makes two images the same grid cell (everything but the seed), and what groups cells.
 CELL_KEYS = ("source", "prompt_id", "sampler", "steps", "cfg", "negative", "weight", "base")
@@ -200,9 +199,9 @@ def write(folder: Path, measured: Measured, *, what: str, against: Path | None) 
         "per_cell": summary(frame, cells) if cells else [],
         "images": [{k: _plain(v) for k, v in row.items()} for row in frame.to_dict("records")],
     }
-    write_json(folder / METRICS_JSON, document)
-    write_atomic(folder / METRICS_CSV, frame.to_csv(index=False))
-    return [folder / METRICS_JSON, folder / METRICS_CSV]
+    write_json(folder / runs.METRICS_JSON, document)
+    write_atomic(folder / runs.METRICS_CSV, frame.to_csv(index=False))
+    return [folder / runs.METRICS_JSON, folder / runs.METRICS_CSV]
 
 
 def attach_to_index(generation_dir: Path, frame: pd.DataFrame) -> None:

@@ -17,6 +17,7 @@ from wrapper.errors import RunError
 from wrapper.kohya import samples
 from wrapper.recipe.diff import flatten_dict
 from wrapper.reports import pages, plots
+from wrapper.reports.measures import comparison_metric_blocks
 from wrapper.reports.pages import Cell, Fold, Heading, Image, Para, Table
 from wrapper.reports.run import (
     RunView,
@@ -78,6 +79,10 @@ def comparison_blocks(views: Sequence[RunView], thresholds: curves.Thresholds) -
     table = {v.label: curves.verdicts(v.scalars, thresholds) for v in views}
     finals = {v.label: curves.final_loss(v.scalars, thresholds) for v in views}
     sample_blocks = _compare_samples(views)  # drawing them may add problems, listed at the top
+    problems: list[str] = []
+    image_metrics = comparison_metric_blocks([v.label for v in views], [v.path for v in views], problems)
+    for problem in problems:
+        views[0].add_problem(problem)
     blocks: list = [
         Heading("Runs"),
         Table(
@@ -139,7 +144,7 @@ def comparison_blocks(views: Sequence[RunView], thresholds: curves.Thresholds) -
         ),
     ]
     blocks += [Fold(f"{label}: verdicts with notes and rules", [verdict_table(rows)]) for label, rows in table.items()]
-    blocks += [Heading("Samples"), *sample_blocks]
+    blocks += [Heading("Samples"), *sample_blocks, Heading("Image metrics"), *image_metrics]
     return blocks
 
 

@@ -22,6 +22,7 @@ from wrapper.kohya import samples
 from wrapper.kohya.configs import PROMPTS_FILE
 from wrapper.recipe.diff import flatten_dict
 from wrapper.reports import pages, plots
+from wrapper.reports.measures import run_metric_blocks
 from wrapper.reports.pages import Cell, Fold, Heading, Image, Items, Link, Para, Table
 from wrapper.runs import layout as runs
 
@@ -248,6 +249,9 @@ def report_blocks(view: RunView, thresholds: curves.Thresholds, verdicts: Sequen
     generations = _generations(view)
     if generations:
         later += [Heading("Generations"), *generations]
+    image_metrics = run_metric_blocks(view.path, view.problems)
+    if image_metrics:
+        later += [Heading("Image metrics"), *image_metrics]
     blocks: list = [b for b in [_state_line(view)] if b] + problem_blocks(view) + _log_notes(view)
     blocks += [Heading("Recipe"), *_recipe_items(view)]
     blocks += [Heading("Verdicts"), verdict_table(verdicts)]

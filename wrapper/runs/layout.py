@@ -50,6 +50,7 @@ PLACEMENT = "placement.json"
 Backend = Literal["local", "slurm"]
 LOGS, OUTPUT, PLOTS, GENERATIONS = "logs", "output", "plots", "generations"
 GENERATION_INDEX, GENERATION_PAGE = "index.json", "generation.html"
+METRICS_JSON, METRICS_CSV = "metrics.json", "metrics.csv"  # `gaze metrics`, in a run or a generation folder
 #: Files gaze writes into every run folder it creates: any one of them marks a run folder.
 MARKERS = (RECIPE, RUN, STATUS)
 
