@@ -13,7 +13,7 @@ GLITCHES := glitch-train-text-encoder glitch-uncropped glitch-no-bucket glitch-c
             glitch-caption-dropout glitch-overtrain glitch-mismatched-base glitch-jpeg-inject
 PATHS := $(if $(DATASET),--dataset $(DATASET)) $(if $(MODEL),--model $(MODEL))
 
-.PHONY: setup setup-train test lint vendor args-table recipes prep audit report generate generate-checkpoints \
+.PHONY: setup setup-train setup-metrics metrics test lint vendor args-table recipes prep audit report generate generate-checkpoints \
         generate-glitch \
         sd-scripts demo compare queue sweep \
         $(RECIPES) $(GLITCHES)
@@ -26,6 +26,12 @@ setup: $(VENV)/bin/python  ## install gaze and its test tools into .venv
 
 setup-train: $(VENV)/bin/python  ## also install what sd-scripts needs to train (torch, accelerate, ...)
 	$(VENV)/bin/pip install -q -e '.[train,test]'
+
+setup-metrics: setup-train  ## also install the image metrics that use model weights (open_clip, lpips, ...)
+	$(VENV)/bin/pip install -q -e '.[train,test,metrics]'
+
+metrics: setup  ## measure a run's images: make metrics RUN=runs/<recipe>/<time>-<id>
+	$(GAZE) metrics $(RUN)
 
 test: setup  ## the test suite (tests marked sd_scripts run only with SD_SCRIPTS_DIR set)
 	$(VENV)/bin/python -m pytest -q

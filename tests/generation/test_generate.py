@@ -216,7 +216,7 @@ def test_plan_expands_and_names_every_image_uniquely(run_dir, prompts):
 def test_job_lines_carry_every_per_image_setting(run_dir, prompts):
     grid = parse_grid(["negative=on,off", "cfg=7.5", "weight=0.6"])
     plan = plan_generation([run_dir], grid=grid, prompts_path=prompts, seeds=(5,), size=128)
-    ((_source, _base, _sampler, cells),) = jobs(plan.cells)
+    ((source, sampler, cells),) = jobs(plan.cells)
     lines = job_lines(cells)
     assert lines[0] == (
         "fashion photo of a coat --n lowres, blurry --s 20 --l 7.5 --d 5 --am 0.6 "
@@ -501,11 +501,10 @@ def test_long_prompts_are_counted_and_read_whole(run_dir, tmp_path):
     plan = plan_generation([run_dir], prompts_path=path, size=64)
     assert plan.tokens[1][0] > 75 and plan.tokens[2][0] < 10
     assert plan.max_embeddings_multiples == -(-plan.tokens[1][0] // 75) >= 2
-    ((_, base, sampler, cells),) = jobs(plan.cells)
+    ((source, sampler, _),) = jobs(plan.cells)
     from wrapper.generation.generate import job_argv
 
-    argv = job_argv(plan, (cells[0].source, base, sampler, cells), checkout=Path("/sd"), prompts_file=Path("/p"),
-                    outdir=Path("/o"))
+    argv = job_argv(plan, source, sampler, checkout=Path("/sd"), prompts_file=Path("/p"), outdir=Path("/o"))
     assert argv[argv.index("--max_embeddings_multiples") + 1] == str(plan.max_embeddings_multiples)
     assert f"p01: {plan.tokens[1][0]} CLIP tokens, negative prompt 1" in plan.token_lines()[0]
     index = build_index(plan, "running")

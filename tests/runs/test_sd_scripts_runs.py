@@ -88,6 +88,11 @@ def test_sd15_recipe_trains_and_records_everything(tmp_path):
     args = toml.load(run_dir / "config.toml")
     assert args["training"]["sdpa"] is True and args["training"]["cache_latents"] is True
     assert args["training"]["max_token_length"] == 150  # the synthetic captions run past 75 tokens
+    from wrapper.runs.trackers import read_hparams  # the run in TensorBoard's HParams dashboard
+
+    session = read_hparams(run_dir / "hparams")
+    assert session["hparams"]["recipe"] == "sd15-smoke" and session["hparams"]["state"] == "succeeded"
+    assert session["metrics"]["gaze/final_loss"] > 0
 
 
 def test_sdxl_recipe_trains_unet_only_with_cached_text_encoder_outputs(tmp_path):

@@ -160,11 +160,11 @@ def _print_dry_run(plan, planned, sd_scripts: str | None) -> None:
         checkout = find_checkout(sd_scripts)
     except TrainerNotFound:
         checkout = Path("$SD_SCRIPTS_DIR")
-    for number, job in enumerate(planned, start=1):
-        cells = job[3]
-        argv = job_argv(plan, job, checkout=checkout, outdir=Path("OUT"),
+    for number, (source, sampler, cells) in enumerate(planned, start=1):
+        argv = job_argv(plan, source, sampler, checkout=checkout, outdir=Path("OUT"),
                         prompts_file=Path(f"OUT/jobs/{number:02d}.txt"))
-        click.echo(f"\njob {number}: {job_label(job)}, {len(cells)} image(s)\n  {' '.join(argv)}")
+        label = job_label((source, sampler, cells))
+        click.echo(f"\njob {number}: {label}, {len(cells)} image(s)\n  {' '.join(argv)}")
         lines = job_lines(cells)
         for line in lines[:3]:
             click.echo(f"    {line}")

@@ -203,7 +203,7 @@ def import_config(files: tuple[Path, ...], out_file: Path, name: str | None, fam
     Example: gaze import "SDXL - LoRA AI_characters standard v1.1.json" --out my_recipes.py
     """
     from wrapper.files import write_atomic
-    from wrapper.kohya.importer import module_text, note_lines, read_files, recipe_name, settings_lines
+    from wrapper.kohya.importer import ABSENT, module_text, note_lines, read_files, recipe_name, settings_lines
     from wrapper.settings import load_settings
 
     if out_file.exists():
@@ -219,7 +219,7 @@ def import_config(files: tuple[Path, ...], out_file: Path, name: str | None, fam
     write_atomic(out_file, text)
     for item, (_, recipe, _, _, variable) in zip(imports, entries, strict=True):
         click.echo(f"\n{recipe}: from {item.kind} {', '.join(map(str, item.sources))}, derived from {variable}")
-        for line in note_lines(item.notes):
+        for line in [*note_lines(item.notes), ABSENT[item.kind]]:
             click.echo(f"  {line}")
     lines = [f"recipes = {json.dumps(str(out_file))}"]
     for item in imports:
@@ -277,8 +277,8 @@ def _check_module(text: str, out_file: Path, registry) -> None:
                 rendered = configs.render(scratch.recipes[name], places, folder)
             except ConfigError as exc:
                 raise ConfigError(f"{where}: {exc}") from None
-            collect(configs.check(rendered.script, rendered.arguments, rendered.dataset, checkout=None, where=folder),
-                    ConfigError, where)
+            collect(configs.check(rendered.script, rendered.arguments, rendered.dataset, checkout=None,
+                                  where=Path(name)), ConfigError, where)
 
 
 COMMANDS = [list_recipes, show, config, validate, import_config]

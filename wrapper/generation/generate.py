@@ -11,6 +11,7 @@ jobs/ (the prompt files gen_img.py read), generate.log, sheets/ and generation.h
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
@@ -31,6 +32,7 @@ from wrapper.runs import layout as runs
 SIZE_RANGE = (64, 2048)
 DEFAULT_SIZE = {"sd15": 512, "sdxl": 1024}
 CONFIRM_ABOVE = 100  # images; a bigger grid needs --yes
+LOG_COLUMNS = "240"
 OnLine = Callable[[str], None]
 
 
@@ -176,7 +178,8 @@ def image_name(cell: Cell) -> str:
     return f"images/{folder}/{'-'.join(parts)}.png"
 
 
-Job = tuple[Source, Base, str, list[Cell]]
+#: One gen_img.py process: the source as it is rendered (its model: the cells' base), a sampler, the cells.
+Job = tuple[Source, str, list[Cell]]
 
 
 def jobs(cells: Sequence[Cell]) -> list[Job]:
@@ -185,11 +188,13 @@ def jobs(cells: Sequence[Cell]) -> list[Job]:
     for cell in cells:
         groups.setdefault((cell.source, cell.base, cell.sampler), []).append(cell)
     order = lambda c: (c.weight, c.steps, c.cfg)  # noqa: E731  gen_img.py batches runs of equal settings
-    return [(source, base, sampler, sorted(group, key=order)) for (source, base, sampler), group in groups.items()]
+    return [(dataclasses.replace(source, model=base.model), sampler, sorted(group, key=order))
+            for (source, base, sampler), group in groups.items()]
 
 
 def job_label(job: Job) -> str:
-    source, base, sampler, _ = job
+    source, sampler, cells = job
+    base = cells[0].base
     on = f" on {base.name} (mismatched base)" if base.mismatched else ""
     return f"{source.label}{on} x {sampler}"
 
@@ -305,14 +310,13 @@ def _log_tail(log: Path, lines: int = 15) -> str:
     return "\n".join("    " + line for line in text[-lines:])
 
 
-def job_argv(plan: Plan, job: Job, *, checkout: Path, prompts_file: Path, outdir: Path,
+def job_argv(plan: Plan, source: Source, sampler: str, *, checkout: Path, prompts_file: Path, outdir: Path,
              batch_size: int = 1) -> list[str]:
-    """The gen_img.py command line of one job (one checkpoint x base x sampler)."""
+    """The gen_img.py command line of one job (one checkpoint on one base x one sampler)."""
     from wrapper.kohya.checkout import trainer_python
 
-    source, base, sampler, _ = job
     return gen_img_argv(
-        python=trainer_python(), checkout=checkout, model=base.model, family=source.family, lora=source.lora,
+        python=trainer_python(), checkout=checkout, model=source.model, family=source.family, lora=source.lora,
         sampler=resolve_sampler(sampler)[1], prompts_file=prompts_file, outdir=outdir, size=plan.size,
         precision=plan.precision, tokenizer_cache_dir=source.tokenizer_cache_dir, batch_size=batch_size,
         max_embeddings_multiples=plan.max_embeddings_multiples)
@@ -336,20 +340,23 @@ def run_job(
     from wrapper.kohya.checkout import trainer_env
     from wrapper.launch import run_streaming
 
-    source, base, sampler, cells = job
+    source, sampler, cells = job
+    base = cells[0].base
     on = f"-on-{_slug(base.name)}" if base.mismatched else ""
     prompts_file = root / "jobs" / f"{number:02d}-{_slug(source.label)}{on}-{_slug(sampler)}.txt"
     prompts_file.parent.mkdir(exist_ok=True)
     prompts_file.write_text("\n".join(job_lines(cells)) + "\n", encoding="utf-8")
     for folder in {(root / image_name(c)).parent for c in cells}:
         folder.mkdir(parents=True, exist_ok=True)
-    argv = job_argv(plan, job, checkout=checkout, prompts_file=prompts_file, outdir=root, batch_size=batch_size)
+    argv = job_argv(plan, source, sampler, checkout=checkout, prompts_file=prompts_file, outdir=root,
+                    batch_size=batch_size)
     log = root / "generate.log"
     offset = log.stat().st_size if log.exists() else 0
     with open(log, "a", encoding="utf-8") as handle:
         handle.write(f"\n=== gaze: job {number}: {job_label(job)}, {len(cells)} image(s)\n=== {argv}\n")
-    result = run_streaming(argv, cwd=checkout, env=trainer_env(checkout), log_path=log, on_line=on_line,
-                           keep_fds=keep_fds)
+    # gen_img.py logs through rich, which wraps at 80 columns without a terminal: wide enough for a whole warning
+    env = {**trainer_env(checkout), "COLUMNS": LOG_COLUMNS}
+    result = run_streaming(argv, cwd=checkout, env=env, log_path=log, on_line=on_line, keep_fds=keep_fds)
     record = {
         "job": number,
         "source": source.label,
@@ -423,7 +430,7 @@ def run_generation(
         all_jobs = jobs(plan.cells)
         try:
             for number, job in enumerate(all_jobs, start=1):
-                status(f"job {number}/{len(all_jobs)}: {job_label(job)}, {len(job[3])} image(s)")
+                status(f"job {number}/{len(all_jobs)}: {job_label(job)}, {len(job[2])} image(s)")
                 record = run_job(plan, root, number, job, checkout=checkout, on_line=on_line, batch_size=batch_size,
                                  keep_fds=fds)
                 processes.append(record)

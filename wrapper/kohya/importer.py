@@ -302,7 +302,9 @@ class Reader:
             self._field_note(where, key, value, level)
         elif (fact := self.table.get(key)) is not None and managed_by(key) is None:
             self.extra[key] = self._as_argument(key, value, fact)
-            self.notes.append(Note(where, value, "extra_args", f"extra_args {key} = {self.extra[key]!r}"))
+            why = " (sd-scripts then trains that many epochs, whatever max_train_steps says)" if (
+                key == "max_train_epochs") else ""
+            self.notes.append(Note(where, value, "extra_args", f"extra_args {key} = {self.extra[key]!r}{why}"))
         elif fact is not None:
             self.notes.append(Note(where, value, "dropped", f"gaze sets it from {managed_by(key)}"))
         else:
@@ -707,6 +709,9 @@ def read_kohya_ss(path: Path) -> Imported:
     other = [k.removesuffix("_checkbox") for k in OTHER_MODELS if gui.get(k)]
     if other:
         raise ConfigError(f"{path}: a {other[0]} configuration: gaze trains SD1.x, SD2.x and SDXL LoRAs")
+    if not gui.get("max_resolution") and not gui.get("dataset_config"):
+        raise ConfigError(f"{path}: no max_resolution: a kohya_ss preset may leave it to the GUI's field, and "
+                          'sd-scripts needs one; add it, e.g. "max_resolution": "512,512"')
     arguments, notes = translate_gui(gui)
     family = "sdxl" if gui.get("sdxl") else "sd15"
     dataset = None
@@ -807,6 +812,11 @@ def code(value: Any, indent: int = 8) -> str:
     return repr(value)
 
 
+ABSENT = {KOHYA_SS: "keys the file does not have take sd-scripts' defaults (a kohya_ss preset sets only some "
+                   "keys; the GUI fills the others from its own fields, which may differ)",
+          SD_SCRIPTS: "keys the files do not have take sd-scripts' defaults, as in sd-scripts"}
+
+
 def module_text(entries: list[tuple[Imported, str, str, str, str]]) -> str:
     """A recipe module: per entry (import, recipe name, description, baseline module, baseline variable)."""
     bases = sorted({(module, variable) for _, _, _, module, variable in entries})
@@ -825,6 +835,7 @@ def module_text(entries: list[tuple[Imported, str, str, str, str]]) -> str:
             body += [f"#   {line}" for line in settings_lines(imported.settings)]
         body += ["# every key of the source and what became of it:"]
         body += [f"#   {line}" for line in note_lines(imported.notes)]
+        body += [f"#   {ABSENT[imported.kind]}"]
         body += [f"{constant} = evolve(", f"    {variable},"]
         for group, values in imported.groups.items():
             body.append(f"    {group}={{")

@@ -416,7 +416,23 @@ def launch(run_dir: Path, argv: list[str], checkout: Path, on_line: Log, *, laun
             )
         status = runs.Status("failed", started, ended, result.returncode, failure.kind, failure.evidence, launches)
     runs.write_status(run_dir, status)
-    return Outcome(run_dir, status, failure, result.duration_s)
+    notes = _record_hparams(run_dir)
+    return Outcome(run_dir, status, failure, result.duration_s, notes)
+
+
+def _record_hparams(run_dir: Path) -> tuple[str, ...]:
+    """The run in TensorBoard's HParams dashboard (`tensorboard --logdir runs`); a note if it cannot be."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        return ("tensorboard is not installed: no HParams session written",)
+    from wrapper.runs.trackers import write_hparams
+
+    try:
+        write_hparams(run_dir)
+    except (OSError, ValueError, RunError) as exc:
+        return (f"HParams session not written: {exc}",)
+    return ()
 
 
 def start_run(recipe: Recipe, request: RunRequest, *, log: Log = print, on_line: Log = print,
