@@ -110,26 +110,24 @@ def read_settings_file(path: Path, *, required: bool) -> dict:
             raise GazeError(f"{path}: unknown setting {key!r}{did_you_mean(key, KEYS)}")
         if key in PATH_KEYS and (not isinstance(value, str) or not value.strip()):
             raise GazeError(f"{path}: {key} = {value!r}; expected a path as a non-empty string")
-    models = raw.get("models", {})
-    if not isinstance(models, dict):
-        raise GazeError(f'{path}: models = {models!r}; expected a [models] table of name = "path"')
-    for name, value in models.items():
-        if not isinstance(value, str) or not value.strip():
-            raise GazeError(f"{path}: [models] {name} = {value!r}; expected the checkpoint's path as a "
-                            "non-empty string")
-    metrics = raw.get("metrics", {})
-    if not isinstance(metrics, dict):
-        raise GazeError(f'{path}: metrics = {metrics!r}; expected a [metrics] table of name = "path"')
-    for name, value in metrics.items():
-        if name not in METRICS_KEYS:
-            raise GazeError(f"{path}: [metrics] {name}: unknown key{did_you_mean(name, METRICS_KEYS)}; "
-                            f"expected {', '.join(METRICS_KEYS)}")
-        if not isinstance(value, str) or not value.strip():
-            raise GazeError(f"{path}: [metrics] {name} = {value!r}; expected a non-empty string")
+    _string_table(raw, "models", path, what="the checkpoint's path")
+    _string_table(raw, "metrics", path, what="a path (or clip_arch's name)", keys=METRICS_KEYS)
     if "on" in raw:
         check_backend(raw["on"], f"{path}: on")
     slurm_settings(raw.get("slurm", {}), f"{path}: [slurm]")
     return raw
+
+
+def _string_table(raw: dict, name: str, path: Path, *, what: str, keys: tuple[str, ...] | None = None) -> None:
+    """[models] / [metrics]: a table of name = "non-empty string" (only `keys`, when given)."""
+    table = raw.get(name, {})
+    if not isinstance(table, dict):
+        raise GazeError(f'{path}: {name} = {table!r}; expected a [{name}] table of name = "path"')
+    for key, value in table.items():
+        if keys is not None and key not in keys:
+            raise GazeError(f"{path}: [{name}] {key}: unknown key{did_you_mean(key, keys)}; expected {', '.join(keys)}")
+        if not isinstance(value, str) or not value.strip():
+            raise GazeError(f"{path}: [{name}] {key} = {value!r}; expected {what} as a non-empty string")
 
 
 def check_backend(value: object, where: str) -> Backend:

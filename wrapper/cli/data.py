@@ -94,81 +94,32 @@ def _stoppable(progress: _Progress | None = None) -> Iterator[None]:
 
 @click.command("prep")
 @click.argument("source", required=False, type=click.Path(path_type=Path))
-@click.option(
-    "--op",
-    "ops",
-    multiple=True,
-    required=True,
-    type=click.Choice(OPERATIONS),
-    help="Operation; repeat to chain one geometric operation with jpeg-inject.",
-)
-@click.option(
-    "--portrait",
-    default="{}x{}".format(*Prep().portrait),
-    callback=parse_size,
-    show_default=True,
-    help=f"crop-orientation: size for portrait images ({BOUND}).",
-)
-@click.option(
-    "--landscape",
-    default="{}x{}".format(*Prep().landscape),
-    callback=parse_size,
-    show_default=True,
-    help=f"crop-orientation: size for landscape images ({BOUND}).",
-)
-@click.option(
-    "--square",
-    default=None,
-    callback=parse_size,
-    help=f"crop-orientation: size for square images (default: the portrait size; {BOUND}).",
-)
+@click.option("--op", "ops", multiple=True, required=True, type=click.Choice(OPERATIONS),
+              help="Operation; repeat to chain one geometric operation with jpeg-inject.")
+@click.option("--portrait", default="{}x{}".format(*Prep().portrait), callback=parse_size, show_default=True,
+              help=f"crop-orientation: size for portrait images ({BOUND}).")
+@click.option("--landscape", default="{}x{}".format(*Prep().landscape), callback=parse_size, show_default=True,
+              help=f"crop-orientation: size for landscape images ({BOUND}).")
+@click.option("--square", default=None, callback=parse_size,
+              help=f"crop-orientation: size for square images (default: the portrait size; {BOUND}).")
 @click.option(
     "--size", default=None, callback=parse_size, help=f"stretch: the one fixed size, e.g. 1024x1024 ({BOUND})."
 )
-@click.option(
-    "--jpeg-fraction",
-    type=click.FloatRange(0, 1),
-    default=0.1,
-    show_default=True,
-    help="jpeg-inject: share of images to re-encode.",
-)
-@click.option(
-    "--jpeg-quality",
-    type=click.IntRange(1, 100),
-    default=Prep().jpeg_quality,
-    show_default=True,
-    help="jpeg-inject: JPEG quality of the re-encoded images.",
-)
+@click.option("--jpeg-fraction", type=click.FloatRange(0, 1), default=0.1, show_default=True,
+              help="jpeg-inject: share of images to re-encode.")
+@click.option("--jpeg-quality", type=click.IntRange(1, 100), default=Prep().jpeg_quality, show_default=True,
+              help="jpeg-inject: JPEG quality of the re-encoded images.")
 @click.option("--seed", type=int, default=0, show_default=True, help="jpeg-inject: which images are chosen.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(FORMATS),
-    default="webp",
-    show_default=True,
-    help="Lossless output format (webp is fast and small; png reads everywhere).",
-)
-@click.option(
-    "--background",
-    default="white",
-    callback=parse_colour,
-    show_default=True,
-    help="What transparent pixels become: a name, #rrggbb or r,g,b.",
-)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="webp", show_default=True,
+              help="Lossless output format (webp is fast and small; png reads everywhere).")
+@click.option("--background", default="white", callback=parse_colour, show_default=True,
+              help="What transparent pixels become: a name, #rrggbb or r,g,b.")
 @click.option("--caption-extension", default=".txt", show_default=True)
 @click.option("--allow-empty-captions", is_flag=True, help="Give images without a caption an empty one.")
-@click.option(
-    "--cache-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Where prepared folders live (default: <settings cache_dir>/prepared).",
-)
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Write here instead of the cache (must be new or empty).",
-)
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where prepared folders live (default: <settings cache_dir>/prepared).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write here instead of the cache (must be new or empty).")
 @click.option(
     "--workers", type=click.IntRange(1), default=None, help="Processes to use (default: all cores; at most 4 per core)."
 )
@@ -223,12 +174,8 @@ def prep(
 @click.command("audit")
 @click.argument("dataset", required=False, type=click.Path(path_type=Path))
 @click.option("--caption-extension", default=".txt", show_default=True)
-@click.option(
-    "--resolution",
-    default=None,
-    callback=parse_size,
-    help=f"Training resolution (e.g. 1024 or 832x1216; {BOUND}): turns on upscale and bucket checks.",
-)
+@click.option("--resolution", default=None, callback=parse_size,
+              help=f"Training resolution (e.g. 1024 or 832x1216; {BOUND}): turns on upscale and bucket checks.")
 @click.option("--buckets/--no-buckets", default=True, show_default=True, help="Bucketing on (with --resolution).")
 # Plain ints: the library says what sd-scripts expects of them (and of the three together).
 @click.option("--min-bucket-reso", type=int, default=Buckets().min_reso, show_default=True)
@@ -239,12 +186,8 @@ def prep(
 @click.option("--allow-empty-captions", is_flag=True, help="Report images without a caption as a warning only.")
 @click.option("--images", "per_image", is_flag=True, help="Add a row per image: size, bucket, caption tokens.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")
-@click.option(
-    "--report",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Also write the JSON report to this file.",
-)
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the JSON report to this file.")
 def audit(
     dataset: Path | None,
     caption_extension: str,
