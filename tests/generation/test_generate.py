@@ -480,7 +480,7 @@ LONG = "negative: blurry\n" + "a long editorial photograph of a tailored wool co
 
 def family_run(tmp_path: Path, family: str = "sd15") -> Path:
     """A run whose base model is a checkpoint gaze can identify (header only)."""
-    from tests.conftest import write_checkpoint
+    from conftest import write_checkpoint
 
     run = make_run(tmp_path, family=family)
     write_checkpoint(tmp_path / "model.safetensors", family)
@@ -489,7 +489,7 @@ def family_run(tmp_path: Path, family: str = "sd15") -> Path:
 
 @pytest.fixture
 def named(tmp_path) -> dict[str, Path]:
-    from tests.conftest import write_checkpoint
+    from conftest import write_checkpoint
 
     return {"other": write_checkpoint(tmp_path / "other.safetensors", "sd15"),
             "xl": write_checkpoint(tmp_path / "xl.safetensors", "sdxl")}

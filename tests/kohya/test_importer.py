@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import toml
 from click.testing import CliRunner
+from conftest import write_checkpoint
 
-from tests.conftest import write_checkpoint
 from wrapper.cli import main
 from wrapper.errors import ConfigError
 from wrapper.kohya import importer, interface
@@ -182,6 +182,15 @@ def test_the_module_derives_from_the_nearest_baseline_and_takes_every_modifier(w
     assert result.exit_code == 0, result.output
     assert "data.caption_tag_dropout_rate: 0.0 -> 0.3" in result.output
     assert gaze("config", "mine+no-bucket", "--out", workdir / "nobucket").exit_code == 0
+    from recipes import load_registry
+    from recipes.glitches import MODIFIERS
+    from wrapper.kohya.rules import recipe_rules
+    from wrapper.recipe import recipe_problems
+
+    registry = load_registry(workdir / "mine.py")
+    for modifier in MODIFIERS:
+        recipe = registry.resolve(f"mine+{modifier.name}")
+        assert recipe_problems(recipe) + recipe_rules(recipe) == [], modifier.name
 
 
 def test_refusals(workdir):

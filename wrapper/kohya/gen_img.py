@@ -45,9 +45,10 @@ def lora_base_problem(lora_family: str, base_family: str) -> str | None:
         return (f"sd-scripts cannot apply an {lora} LoRA to an {base} base: for SDXL gen_img.py renames the "
                 "LoRA's U-Net keys from Diffusers' down_blocks/up_blocks to SDXL's input_blocks/output_blocks "
                 "(networks/lora.py convert_diffusers_to_sai_if_needed), where its cross-attention layers, made for "
-                f"{'768' if lora_family == 'sd15' else '1024'}-wide text embeddings, meet SDXL's 2048-wide ones: "
-                "loading stops with a size mismatch, and its text-encoder keys (lora_te_*) match neither of "
-                "SDXL's encoders (lora_te1_*, lora_te2_*)")
+                f"{'768' if lora_family == 'sd15' else '1024'}-wide text embeddings, meet SDXL's 2048-wide ones"
+                f"{' and its 1x1-convolution projections SDXL linear ones' if lora_family == 'sd15' else ''}: loading "
+                "stops with a size mismatch, and its text-encoder keys (lora_te_*) match neither of SDXL's encoders "
+                "(lora_te1_*, lora_te2_*)")
     if lora_family == "sdxl":
         return (f"sd-scripts cannot apply an {lora} LoRA to an {base} base: none of its layer names "
                 f"(lora_unet_input_blocks_*, lora_te1_*, lora_te2_*) exists in an {base} model, so gen_img.py "
