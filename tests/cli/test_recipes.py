@@ -205,3 +205,15 @@ def test_config_counts_the_sample_prompts_tokens_and_names_what_sampling_would_l
 def test_import_is_a_command_with_help(run):
     result = run("import", "--help")
     assert result.exit_code == 0 and "Example: gaze import" in result.output and "--out" in result.output
+
+
+def test_config_writes_the_recipes_own_attention(run, tmp_path, image_dir, checkpoints):
+    (tmp_path / "mine.py").write_text(
+        "from wrapper.recipe import evolve\nfrom recipes.standard import SD15_STANDARD\n"
+        "RECIPES = (evolve(SD15_STANDARD, training={'attention': 'mem_eff'}).replace(name='sd15-memeff'),)\n")
+    (tmp_path / "gaze.toml").write_text('recipes = "mine.py"\n')
+    result = run("config", "sd15-memeff", "--out", "cfg", "--dataset", str(image_dir), "--model",
+                 str(checkpoints["sd15"]), "--table")
+    assert result.exit_code == 0, result.output
+    training = toml.load(tmp_path / "cfg" / "config.toml")["training"]
+    assert training.get("mem_eff_attn") is True and "sdpa" not in training

@@ -65,6 +65,8 @@ def _axes(text: str | None) -> tuple[str, ...]:
 @click.option("--yes", is_flag=True, help="Render even when the grid has more than 100 images.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and the gen_img.py commands; run nothing.")
 @click.option("--quiet", "-q", is_flag=True, help="Show progress only, not gen_img.py's own output.")
+@click.option("--metrics", "with_metrics", is_flag=True,
+              help="Measure the images right after rendering (as `gaze metrics` does) and show them on the page.")
 def generate(
     words: tuple[str, ...],
     grid_words: tuple[str, ...],
@@ -85,6 +87,7 @@ def generate(
     yes: bool,
     dry_run: bool,
     quiet: bool,
+    with_metrics: bool,
 ) -> None:
     """Render a grid of samplers, steps, CFG, negative prompt and LoRA weight with a run's LoRA.
 
@@ -149,6 +152,16 @@ def generate(
     )
     from wrapper.runs import layout as runs
 
+    if with_metrics:
+        from wrapper.generation.learned import learned_metrics
+        from wrapper.generation.measure import generation_items, measure_folder, training_images_of
+        from wrapper.settings import load_settings
+
+        measured, _ = measure_folder(root, "generation grid", generation_items(root),
+                                     against=training_images_of(plan.sources[0].run_dir),
+                                     learned=learned_metrics(load_settings().metrics))
+        click.echo(f"metrics: {root / runs.METRICS_JSON} ({len(measured.frame)} images; skipped: "
+                   f"{', '.join(measured.skipped) or 'none'})")
     click.echo(f"index: {root / runs.GENERATION_INDEX}\nsheets: {root / 'sheets'}\npage: {root / runs.GENERATION_PAGE}")
 
 

@@ -443,8 +443,7 @@ def run_generation(
     index = build_index(plan, "succeeded", processes)
     index["sheets"] = write_sheets(root, index, rows, cols, thumb)
     write_json(root / runs.GENERATION_INDEX, index)
-    labels = sorted({s.label for s in plan.sources})
-    write_page(root, index, title=f"Generations: {', '.join(labels)} ({root.name})")
+    write_page(root, index)
     status(f"wrote {len(plan.cells)} images, {len(index['sheets'])} sheet(s) and {root / runs.GENERATION_PAGE}")
     return root
 

@@ -251,5 +251,14 @@ def measure_folder(folder: Path, what: str, items: Sequence[Item], *, against: P
                        against=against)
     written = write(folder, measured, what=what, against=against)
     if what == "generation grid":
+        from wrapper.generation.sheets import write_page
+
         attach_to_index(folder, measured.frame)
+        if (folder / runs.GENERATION_PAGE).is_file():  # the page gaze wrote: show the numbers there too
+            try:
+                write_page(folder, runs.read_optional(folder / runs.GENERATION_INDEX))
+            except (KeyError, TypeError, AttributeError) as exc:
+                measured.problems.append(f"{folder / runs.GENERATION_PAGE} not rewritten: its index lacks {exc}")
+            else:
+                written.append(folder / runs.GENERATION_PAGE)
     return measured, written

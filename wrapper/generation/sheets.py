@@ -17,6 +17,7 @@ from wrapper.errors import ConfigError, did_you_mean
 from wrapper.files import write_atomic
 from wrapper.generation.grid import DEFAULT_BASE
 from wrapper.kohya.prompt_lines import format_number
+from wrapper.reports.measures import metric_blocks, read_metrics
 from wrapper.reports.pages import Block, Cell, Fold, Heading, Image, Link, Para, Table, to_html
 from wrapper.reports.plots import GridGeometry, thumbnail_grid
 from wrapper.runs.layout import GENERATION_PAGE
@@ -208,11 +209,18 @@ def page_blocks(root: Path, index: dict) -> list[Block]:
     rows = [[Cell(e["file"], href=e["file"]), *(_show(e.get(c, DEFAULT_BASE)) for c in columns[1:])]
             for e in index["images"]]
     blocks.append(Fold(f"All {count} images", [Table(columns, rows)]))
+    problems: list[str] = []
+    measured = read_metrics(root, problems)  # `gaze metrics` (or `generate --metrics`) has run
+    if measured:
+        blocks += [Heading("Image metrics"), *metric_blocks(measured, "This grid")]
+    blocks += [Para(p, "warn") for p in problems]
     return blocks
 
 
-def write_page(root: Path, index: dict, *, title: str = "Generations") -> Path:
+def write_page(root: Path, index: dict) -> Path:
     """Write root/generation.html (self-contained: the sheets are embedded); return its path."""
+    labels = sorted({str(s.get("label")) for s in index.get("sources", []) if isinstance(s, dict)})
+    title = f"Generations: {', '.join(labels)} ({root.name})" if labels else f"Generations ({root.name})"
     path = root / GENERATION_PAGE
     write_atomic(path, to_html(title, page_blocks(root, index)))
     return path

@@ -261,7 +261,10 @@ def render_configs(recipe: Recipe, request: RunRequest, folder: Path, log: Log) 
     (attention and gradient checkpointing take the recipe's values; a run decides them on its machine)."""
     request = absolute(request)
     recipe, image_dir = prepare_inputs(recipe, request, log)
-    return configs.render(recipe, places_for(recipe, request, image_dir, folder.resolve()), folder.resolve())
+    places = places_for(recipe, request, image_dir, folder.resolve())
+    if recipe.training.attention != "auto":  # "auto" is decided by the machine that trains
+        places = dataclasses.replace(places, attention=recipe.training.attention)
+    return configs.render(recipe, places, folder.resolve())
 
 
 def prepare_run(recipe: Recipe, request: RunRequest, log: Log, *,
