@@ -13,7 +13,7 @@ from conftest import write_checkpoint
 
 from wrapper.cli import main
 from wrapper.errors import ConfigError
-from wrapper.kohya import importer, interface
+from wrapper.kohya import importer, interface, kohya_ss, recipe_module
 from wrapper.kohya.prompt_lines import file_lines, split_line
 
 DATA = Path(__file__).parent / "data"
@@ -217,11 +217,11 @@ def test_a_configuration_sd_scripts_would_refuse_is_refused_with_its_reason(work
 @pytest.mark.parametrize(("text", "name"), [("SDXL - LoRA AI_characters standard v1.1.json",
                                              "sdxl-lora-ai-characters-standard-v1-1"), ("a.toml", "a")])
 def test_recipe_names_from_file_names(text, name):
-    assert importer.recipe_name(text) == name
+    assert recipe_module.recipe_name(text) == name
 
 
 def test_kohya_ss_translation_follows_its_rules():
-    arguments, _ = importer.translate_gui({
+    arguments, _ = kohya_ss.translate_gui({
         "max_resolution": "768,512", "learning_rate": 1e-4, "unet_lr": 0, "text_encoder_lr": 2e-5, "lr_warmup": 10,
         "optimizer": "Prodigy", "xformers": "sdpa", "LoRA_type": "Standard", "rank_dropout": 0.1,
         "network_args": 'algo="x"', "seed": "", "max_train_steps": "100", "caption_dropout_rate": 0})
@@ -237,13 +237,13 @@ def test_unreadable_files_are_one_clear_error(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     with pytest.raises(ConfigError, match="not a kohya_ss configuration"):
-        importer.read_files([bad])
+        recipe_module.read_files([bad])
     with pytest.raises(ConfigError, match="is a folder; expected kohya_ss .json or sd-scripts .toml"):
-        importer.read_files([tmp_path])
+        recipe_module.read_files([tmp_path])
     other = tmp_path / "preset.yaml"
     other.write_text("a: 1")
     with pytest.raises(ConfigError, match="expected kohya_ss .json or sd-scripts .toml"):
-        importer.read_files([other])
+        recipe_module.read_files([other])
 
 
 READER = r"""

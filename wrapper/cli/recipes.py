@@ -203,7 +203,7 @@ def import_config(files: tuple[Path, ...], out_file: Path, name: str | None, fam
     Example: gaze import "SDXL - LoRA AI_characters standard v1.1.json" --out my_recipes.py
     """
     from wrapper.files import write_atomic
-    from wrapper.kohya.importer import ABSENT, module_text, note_lines, read_files, recipe_name, settings_lines
+    from wrapper.kohya.recipe_module import ABSENT, module_text, note_lines, read_files, recipe_name, settings_lines
     from wrapper.settings import load_settings
 
     if out_file.exists():
