@@ -211,3 +211,20 @@ def write_samples(output: Path, output_name: str, steps: Sequence[int | str], pr
             img.save(path)
             paths.append(path)
     return paths
+
+
+def trainers(run_dirs: Sequence[Path]) -> list[int]:
+    """Live processes whose command line names one of these runs' configs (accelerate and the trainer)."""
+    import os
+
+    configs = [str(Path(d) / "config.toml") for d in run_dirs]
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if any(c in cmdline for c in configs) and state != "Z":
+            found.append(int(pid))
+    return found

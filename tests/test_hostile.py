@@ -8,49 +8,33 @@ import os
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-
-from wrapper.cli import main
+from cli_checks import gaze_runner, one_error_line
 
 
 @pytest.fixture
 def gaze(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SD_SCRIPTS_DIR", raising=False)
-
-    def run(*args: str):
-        result = CliRunner().invoke(main, list(args))
-        assert "Traceback" not in result.output and not isinstance(result.exception, AssertionError)
-        assert result.exit_code in (0, 1, 2), (result.exit_code, result.output, result.exception)
-        return result
-
-    return run
-
-
-def _one_error_line(result) -> str:
-    assert result.exit_code == 1, result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, result.output
-    return errors[0]
+    return gaze_runner()
 
 
 def test_a_dataset_path_that_is_not_utf8(gaze, tmp_path, image_dir, checkpoints):
     odd = Path(os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9"))
     image_dir.rename(odd)
-    line = _one_error_line(gaze("config", "sd15-standard", "--out", "cfg", "--dataset", str(odd),
+    line = one_error_line(gaze("config", "sd15-standard", "--out", "cfg", "--dataset", str(odd),
                                 "--model", str(checkpoints["sd15"]), "--table"))
     assert "is not valid UTF-8" in line and not (tmp_path / "cfg").exists()
 
 
 def test_an_output_path_longer_than_the_file_system_allows(gaze, image_dir, checkpoints):
-    line = _one_error_line(gaze("config", "sd15-standard", "--out", "x" * 300, "--dataset", str(image_dir),
+    line = one_error_line(gaze("config", "sd15-standard", "--out", "x" * 300, "--dataset", str(image_dir),
                                 "--model", str(checkpoints["sd15"]), "--table"))
     assert "File name too long" in line
 
 
 def test_an_output_folder_that_is_a_file_is_left_alone(gaze, tmp_path, image_dir, checkpoints):
     (tmp_path / "cfg").write_text("mine")
-    line = _one_error_line(gaze("config", "sd15-standard", "--out", "cfg", "--dataset", str(image_dir),
+    line = one_error_line(gaze("config", "sd15-standard", "--out", "cfg", "--dataset", str(image_dir),
                                 "--model", str(checkpoints["sd15"]), "--table"))
     assert "is not an empty directory" in line and (tmp_path / "cfg").read_text() == "mine"
 
@@ -61,13 +45,13 @@ def test_an_output_folder_that_is_a_file_is_left_alone(gaze, tmp_path, image_dir
      "sd15-standard++", "+", "sd15-standard+dim=-1", "sd15-standard+caption-dropout=2", "\x00", "sd15-standard+😀"],
 )
 def test_hostile_recipe_specs(gaze, spec):
-    _one_error_line(gaze("show", spec))
+    one_error_line(gaze("show", spec))
 
 
 def test_a_models_file_of_random_bytes_in_config(gaze, tmp_path, image_dir):
     model = tmp_path / "model.safetensors"
     model.write_bytes(os.urandom(4096))
-    line = _one_error_line(gaze("config", "sd15-standard", "--out", "cfg", "--dataset", str(image_dir),
+    line = one_error_line(gaze("config", "sd15-standard", "--out", "cfg", "--dataset", str(image_dir),
                                 "--model", str(model), "--table"))
     assert "model.safetensors" in line and "safetensors" in line
 
@@ -75,16 +59,16 @@ def test_a_models_file_of_random_bytes_in_config(gaze, tmp_path, image_dir):
 def test_a_broken_user_recipe_file_named_in_settings(gaze, tmp_path):
     (tmp_path / "mine.py").write_text("RECIPES = [1, 2]\n")
     (tmp_path / "gaze.toml").write_text('recipes = "mine.py"\n')
-    assert "RECIPES[0] is a int; expected a Recipe" in _one_error_line(gaze("recipes"))
+    assert "RECIPES[0] is a int; expected a Recipe" in one_error_line(gaze("recipes"))
 
 
 def test_gaze_settings_naming_a_folder(gaze, tmp_path, monkeypatch):
     monkeypatch.setenv("GAZE_SETTINGS", str(tmp_path))
-    assert "(GAZE_SETTINGS) is a folder" in _one_error_line(gaze("recipes"))
+    assert "(GAZE_SETTINGS) is a folder" in one_error_line(gaze("recipes"))
 
 
 def test_resume_of_a_folder_that_is_not_a_run(gaze, tmp_path):
     (tmp_path / "run.json").write_text("[1, 2]")
     (tmp_path / "status.json").write_text('{"state": "failed"}')
-    line = _one_error_line(gaze("resume", str(tmp_path)))
+    line = one_error_line(gaze("resume", str(tmp_path)))
     assert "run.json: expected a JSON object, found list" in line

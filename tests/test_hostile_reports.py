@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 import runfactory as rf
-from click.testing import CliRunner
+from cli_checks import gaze_runner, one_error_line
 
-from wrapper.cli import main
 from wrapper.curves.tfevents import masked_crc
 from wrapper.reports import compare
 
@@ -27,21 +26,7 @@ N = 60
 @pytest.fixture
 def gaze(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-
-    def run(*args: str):
-        result = CliRunner().invoke(main, list(args))
-        assert "Traceback" not in result.output and not isinstance(result.exception, AssertionError)
-        assert result.exit_code in (0, 1, 2), (result.exit_code, result.output, result.exception)
-        return result
-
-    return run
-
-
-def one_error_line(result) -> str:
-    assert result.exit_code == 1, result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, result.output
-    return errors[0]
+    return gaze_runner()
 
 
 def warnings_of(result) -> list[str]:

@@ -14,6 +14,7 @@ import struct
 from pathlib import Path
 
 import pytest
+import runfactory as rf
 import toml
 
 from recipes import builtin_registry
@@ -107,21 +108,6 @@ def test_sdxl_recipe_trains_unet_only_with_cached_text_encoder_outputs(tmp_path)
     assert lora_steps(outcome.run_dir / "output" / "sdxl-smoke.safetensors") == 4
 
 
-def _trainers(run_dir: Path) -> list[int]:
-    """Processes whose command line names this run's config (accelerate and the training script)."""
-    config = str(run_dir / "config.toml")
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if config in cmdline and state != "Z":
-            found.append(int(pid))
-    return found
-
-
 def test_gaze_killed_with_sigkill_leaves_no_trainer_and_resumes(tmp_path):
     """SIGKILL the `gaze run` process mid-run: its trainer is stopped with it, the run shows as lost,
     and `gaze resume` continues from the newest state with the steps numbered on."""
@@ -145,9 +131,9 @@ def test_gaze_killed_with_sigkill_leaves_no_trainer_and_resumes(tmp_path):
     proc.wait()
     assert run_dir is not None and proc.returncode == -9
     deadline = time.monotonic() + 60
-    while _trainers(run_dir) and time.monotonic() < deadline:
+    while rf.trainers([run_dir]) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert _trainers(run_dir) == [], "the trainer outlived gaze"
+    assert rf.trainers([run_dir]) == [], "the trainer outlived gaze"
     status = runs.read_status(run_dir)
     assert status.state == "lost" and "gaze resume" in status.message
     assert "is gone: stopping the trainer" in (run_dir / "train.log").read_text(errors="replace")

@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+import runfactory as rf
 from click.testing import CliRunner
 
 from wrapper.cli import main
@@ -61,21 +62,6 @@ def _steps_logged(run_dir: Path) -> list[int]:
 
     frame = runs.read_run_scalars(run_dir)
     return sorted(frame[frame["tag"] == LOSS_CURRENT]["step"].astype(int).tolist())
-
-
-def _trainers(run_dirs: list[Path]) -> list[int]:
-    """Live processes whose command line names one of these runs' configs."""
-    configs = [str(d / "config.toml") for d in run_dirs]
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if any(c in cmdline for c in configs) and state != "Z":
-            found.append(int(pid))
-    return found
 
 
 def _wait(condition, timeout_s: float, what: str) -> None:
@@ -143,9 +129,9 @@ def test_gaze_cancel_stops_a_running_slurm_sweep(paths, slurm_cluster):
                   "--cpus-per-run", "1", "--mem-gb", "9", "--time-min", "15", *paths)
     sweep_dir = _sweep_dir(output)
     members = sweeps.read_sweep(sweep_dir).member_dirs()
-    _wait(lambda: _trainers(members[:1]), 180, "the first trainer")
+    _wait(lambda: rf.trainers(members[:1]), 180, "the first trainer")
     cancelled = gaze("cancel", str(sweep_dir))
     assert "scancel" in cancelled
     assert [runs.read_status(d).state for d in members] == ["interrupted", "interrupted"]
-    assert _trainers(members) == []
+    assert rf.trainers(members) == []
     _wait(lambda: not watch.slurm.task_states(sweeps.read_sweep(sweep_dir).submissions), 60, "the jobs to leave")
