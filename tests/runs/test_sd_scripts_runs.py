@@ -44,7 +44,7 @@ def request(tmp_path: Path, family: str, **changes) -> RunRequest:
 
 
 def report(outcome, label: str) -> None:
-    """Print what the closing note needs: s/step (tqdm's average) and the peak RSS of any child so far."""
+    """Print the figures worth recording: s/step (tqdm's average) and the peak RSS of any child so far."""
     log = (outcome.run_dir / "train.log").read_text(errors="replace")
     speeds = SPEED.findall(log)
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2
