@@ -101,3 +101,12 @@ def write_checkpoint(path: Path, family: str) -> Path:
 def checkpoints(tmp_path: Path) -> dict[str, Path]:
     """A checkpoint file of each family, keyed by family."""
     return {family: write_checkpoint(tmp_path / "models" / f"{family}.safetensors", family) for family in FAMILY_KEYS}
+
+
+@pytest.fixture
+def stand_in_trainer():
+    """Tests whose trainer or gen_img.py is a stand-in script need no train extra installed."""
+    from unittest import mock
+
+    with mock.patch("wrapper.kohya.checkout.missing_train_extra", lambda: None):
+        yield

@@ -28,6 +28,8 @@ from wrapper.kohya.gen_img import gen_img_argv
 from wrapper.kohya.samplers import SD_SCRIPTS_SAMPLERS, resolve_sampler
 from wrapper.runs.layout import list_checkpoints, new_generation_dir
 
+pytestmark = pytest.mark.usefixtures("stand_in_trainer")  # stand-in scripts, not sd-scripts
+
 PROMPTS = "negative: lowres, blurry\nfashion photo of a coat\nstudio portrait, grey backdrop\n"
 
 

@@ -37,6 +37,8 @@ from wrapper.runs.train import (
     start_run,
 )
 
+pytestmark = pytest.mark.usefixtures("stand_in_trainer")  # stand-in scripts, not sd-scripts
+
 registry = builtin_registry()
 CPU = {"cuda_available": False, "device_count": 0, "xformers": False, "bf16": True, "gpus": []}
 GPU = {"cuda_available": True, "device_count": 1, "xformers": True, "bf16": True, "gpus": ["H200"]}
