@@ -112,9 +112,14 @@ def sd_points(
     validate_every: int = 0,
     text_encoder: bool = False,
 ) -> list[tuple[str, int, float]]:
-    """sd-scripts' scalar stream for `loss` at steps start, start+1, ... (train_network.py order)."""
+    """sd-scripts' scalar stream for `loss` at steps start, start+1, ... (train_network.py order).
+
+    `validation(step)` is each validation pass's own mean; what is logged is sd-scripts' LossRecorder
+    average (passes of the process's first epoch appended, later ones overwriting the first)."""
     points: list[tuple[str, int, float]] = []
     window: list[float] = []
+    passes: list[float] = []
+    first_epoch_start = start == 1 or (steps_per_epoch is not None and start <= steps_per_epoch)
     lr_tags = ["lr/textencoder", "lr/unet", "lr/group1"] if text_encoder else ["lr/unet", "lr/group0"]
     for i, value in enumerate(loss):
         step = start + i
@@ -122,7 +127,12 @@ def sd_points(
         points += [("loss/current", step, float(value)), ("loss/average", step, float(np.mean(window)))]
         points += [(tag, step, lr) for tag in lr_tags]
         if validation and validate_every and step % validate_every == 0:
-            val = validation(step)
+            in_first = first_epoch_start and (steps_per_epoch is None or step <= steps_per_epoch)
+            if in_first or not passes:
+                passes.append(validation(step))
+            else:
+                passes[0] = validation(step)
+            val = float(np.mean(passes))
             points += [
                 ("loss/validation/step_average", step, val),
                 ("loss/validation/step_divergence", step, val - float(np.mean(window))),

@@ -13,6 +13,7 @@ working directory, or the file named by $GAZE_SETTINGS) > built-in default.
     sdxl = "~/models/sd_xl_base_1.0.safetensors"
     mismatched = "~/models/another-base.safetensors"   # used by the mismatched-base modifier
     on = "local"                          # GAZE_ON: where queue/sweep runs execute (local or slurm)
+    trackers = ["tensorboard", "wandb"]   # GAZE_TRACKERS: TensorBoard always; add Weights & Biases
     [slurm]                               # the resources of each run of `--on slurm`
     partition = "gpu"
     time_min = 240                        # minutes per run (per attempt: a requeue starts anew)
@@ -33,11 +34,14 @@ from typing import Literal
 from wrapper.errors import DatasetError, GazeError, did_you_mean
 
 PREPARED = "prepared"  # the cache folder of prepared datasets
-KEYS = ("dataset", "runs_dir", "cache_dir", "tokenizer_cache_dir", "models", "recipes", "metrics", "on", "slurm")
+KEYS = ("dataset", "runs_dir", "cache_dir", "tokenizer_cache_dir", "models", "recipes", "metrics", "on", "slurm",
+        "trackers")
 #: [metrics]: local weights for the metrics that need them (wrapper.generation.learned); never downloaded.
 METRICS_KEYS = ("clip", "clip_arch", "dino", "lpips")
 BACKENDS = ("local", "slurm")
 Backend = Literal["local", "slurm"]
+#: Where a run's scalars go. TensorBoard is always on (gaze's reports read it); wandb is added to it.
+TRACKERS = ("tensorboard", "wandb")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,6 +76,7 @@ class Settings:
     origin: str = "defaults"  # the settings file read, for messages
     on: Backend = "local"  # where queue and sweep run their runs
     slurm: SlurmSettings = field(default_factory=SlurmSettings)
+    trackers: tuple[str, ...] = ("tensorboard",)  # always with tensorboard first (check_trackers)
 
     @property
     def file(self) -> str:
@@ -115,6 +120,8 @@ def read_settings_file(path: Path, *, required: bool) -> dict:
     if "on" in raw:
         check_backend(raw["on"], f"{path}: on")
     slurm_settings(raw.get("slurm", {}), f"{path}: [slurm]")
+    if "trackers" in raw:
+        check_trackers(raw["trackers"], f"{path}: trackers")
     return raw
 
 
@@ -135,6 +142,19 @@ def check_backend(value: object, where: str) -> Backend:
         raise GazeError(f"{where} = {value!r}; expected one of {', '.join(map(repr, BACKENDS))}"
                         f"{did_you_mean(str(value), BACKENDS)}")
     return value  # type: ignore[return-value]
+
+
+def check_trackers(value: object, where: str) -> tuple[str, ...]:
+    """A list of tracker names (or one comma-separated string), as ("tensorboard", ...): TensorBoard is
+    always kept, whether named or not."""
+    names = [n.strip() for n in value.split(",")] if isinstance(value, str) else value
+    if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+        raise GazeError(f'{where} = {value!r}; expected a list of tracker names, e.g. ["tensorboard", "wandb"]')
+    for name in names:
+        if name not in TRACKERS:
+            raise GazeError(f"{where}: unknown tracker {name!r}{did_you_mean(name, TRACKERS)}; expected "
+                            f"{' or '.join(TRACKERS)}")
+    return tuple(t for t in TRACKERS if t == "tensorboard" or t in names)
 
 
 def slurm_settings(table: object, where: str) -> SlurmSettings:
@@ -188,6 +208,8 @@ def load_settings(path: Path | None = None, env: dict[str, str] | None = None) -
         origin=str(path) if path.is_file() else "defaults",
         on=check_backend(env["GAZE_ON"], "GAZE_ON") if env.get("GAZE_ON") else raw.get("on", "local"),
         slurm=slurm_settings(raw.get("slurm", {}), f"{path}: [slurm]"),
+        trackers=check_trackers(env["GAZE_TRACKERS"], "GAZE_TRACKERS") if env.get("GAZE_TRACKERS")
+        else check_trackers(raw.get("trackers", ["tensorboard"]), f"{path}: trackers"),
     )
 
 

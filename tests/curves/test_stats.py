@@ -60,7 +60,8 @@ def test_curve_metrics_of_a_run(tmp_path):
     got = stats.curve_metrics(read_run_scalars(run))
     assert 0.09 < got["final_loss"] < 0.12 and got["min_loss"] <= got["final_loss"]
     assert got["final_loss"] < got["loss_auc"] < 0.3
-    assert got["final_val_loss"] == pytest.approx(0.1) and got["min_val_loss"] == pytest.approx(0.1)
+    # decoded from float32 running averages: exact to float32 precision times the number of passes
+    assert got["final_val_loss"] == pytest.approx(0.1, rel=1e-5) and got["min_val_loss"] == pytest.approx(0.1, rel=1e-5)
     assert 50 < got["steps_to_plateau"] < 600
     empty = stats.curve_metrics(read_run_scalars(tmp_path / "nothing-here"))
     assert set(empty.values()) == {None}

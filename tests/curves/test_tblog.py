@@ -270,3 +270,19 @@ def test_reading_in_chunks_changes_nothing(tmp_path, monkeypatch):
     chunked = read_quiet([path])
     assert rows(chunked) == rows(whole) and len(whole) == 3 * 300 - 2
     assert chunked.attrs["problems"] == whole.attrs["problems"] and len(whole.attrs["problems"]) == 2
+
+
+@pytest.mark.parametrize(("steps_per_epoch", "start"), [(None, 1), (4, 1), (10, 1), (4, 9), (6, 3)])
+def test_validation_running_averages_become_each_pass_mean(tmp_path, steps_per_epoch, start):
+    truth = {step: 0.3 - step / 100 + (step % 3) / 50 for step in range(start, start + 24)}
+    points = sd_points([0.1] * 24, start=start, steps_per_epoch=steps_per_epoch, validation=truth.__getitem__,
+                       validate_every=2)
+    logged = {s: v for t, s, v in points if t == "loss/validation/step_average"}
+    frame = read_quiet([write_events(tmp_path, points)])
+    got = frame[frame["tag"] == "loss/validation/step_average"]
+    assert dict(zip(got["step"].tolist(), got["value"].tolist(), strict=True)) == pytest.approx(
+        {s: truth[s] for s in logged}, rel=1e-5)
+    divergence = frame[frame["tag"] == "loss/validation/step_divergence"]
+    assert divergence["value"].to_numpy() + 0.1 == pytest.approx(got["value"].to_numpy(), rel=1e-5, abs=1e-7)
+    decoded = any("running average" in note for note in frame.attrs["notes"])
+    assert decoded == any(abs(logged[s] - truth[s]) > 1e-6 for s in logged)

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wrapper.curves.tfevents import decode, decode_file
-from wrapper.kohya.logs import find_event_files
+from wrapper.kohya.logs import LOSS_CURRENT, LOSS_EPOCH, VAL_STEP, VAL_STEP_DIVERGENCE, find_event_files
+from wrapper.kohya.validation import pass_means
 
 if TYPE_CHECKING:
     import numpy as np
@@ -62,6 +63,7 @@ def read_event_files(files: Sequence[Path], run: str = "") -> pd.DataFrame:
     A later file that starts a tag at step s replaces the earlier points of that tag at steps >= s
     (TensorBoard's rule for a restarted writer); this joins a resumed run's folders into one series.
     Problems go to `frame.attrs["problems"]`, stitching to `frame.attrs["notes"]` (lists of str).
+    sd-scripts' running validation averages become each pass's own mean (`_validation_passes`).
     """
     import numpy as np
 
@@ -70,6 +72,7 @@ def read_event_files(files: Sequence[Path], run: str = "") -> pd.DataFrame:
     for seg, path in enumerate(files):
         names, cols, found = _read_file(Path(path))
         problems += found
+        notes += _validation_passes(names, cols, str(path))
         remap = np.array([tags.setdefault(n, len(tags)) for n in names] or [0], np.int32)
         cols["tag"] = remap[cols["tag"]] if len(cols["tag"]) else cols["tag"]
         cols["segment"] = np.full(len(cols["step"]), seg, np.int32)
@@ -83,6 +86,37 @@ def read_event_files(files: Sequence[Path], run: str = "") -> pd.DataFrame:
     frame.attrs["problems"] = [str(p) for p in problems]
     frame.attrs["notes"] = notes
     return frame
+
+
+def _validation_passes(names: list[str], cols: dict, path: str) -> list[str]:
+    """Replace the validation averages of one trainer process by each pass's own mean (in place).
+
+    The passes of the process's first epoch are those logged before its `loss/epoch_average` at
+    epoch 1; a process that logged no epoch end ran only its first epoch if it started at step 1.
+    """
+    import numpy as np
+
+    if VAL_STEP not in names:
+        return []
+    code = {name: i for i, name in enumerate(names)}
+    at = np.flatnonzero(cols["tag"] == code[VAL_STEP])
+    ends = np.flatnonzero((cols["tag"] == code.get(LOSS_EPOCH, -1)) & (cols["step"] == 1))
+    if len(ends):
+        first_epoch = int(np.sum(cols["wall_time"][at] <= cols["wall_time"][ends[0]]))
+    else:
+        trained = cols["step"][cols["tag"] == code.get(LOSS_CURRENT, -1)]
+        first_epoch = len(at) if len(trained) and int(trained.min()) == 1 else 0
+    logged = cols["value"][at]
+    means = np.asarray(pass_means(logged.tolist(), first_epoch))
+    if len(at) < 2 or np.allclose(means, logged, rtol=1e-6, atol=0):
+        return []
+    cols["value"][at] = means
+    if VAL_STEP_DIVERGENCE in code:  # logged as the average minus the training loss: shift alike
+        shift = dict(zip(cols["step"][at].tolist(), (means - logged).tolist(), strict=False))
+        for i in np.flatnonzero(cols["tag"] == code[VAL_STEP_DIVERGENCE]).tolist():
+            cols["value"][i] += shift.get(int(cols["step"][i]), 0.0)
+    return [f"{path}: {VAL_STEP} is logged as a running average over the first epoch's validation passes; "
+            f"shown as each pass's own mean ({len(at)} passes, {first_epoch} in the first epoch)"]
 
 
 def _stitch(cols: dict, names: list[str], files: list[str]) -> tuple[dict, list[str]]:

@@ -40,9 +40,14 @@ def find_checkout(explicit: str | os.PathLike | None = None) -> Path:
     return path
 
 
-def trainer_env(checkout: Path, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment sd-scripts runs in: its checkout importable, the hub never contacted."""
+def trainer_env(checkout: Path, base: dict[str, str] | None = None, *,
+                wandb_dir: Path | None = None) -> dict[str, str]:
+    """The environment sd-scripts runs in: its checkout importable, the hub never contacted; with W&B on,
+    wandb's files in `wandb_dir` (sd-scripts narrows WANDB_DIR to its timestamped logging folder itself) and
+    its API key left where wandb reads it, WANDB_API_KEY, never copied into a file."""
     env = dict(os.environ if base is None else base)
+    if wandb_dir is not None:
+        env["WANDB_DIR"] = str(wandb_dir)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(checkout), env.get("PYTHONPATH", "")]))
     env.update(
         HF_HUB_OFFLINE="1",
@@ -74,6 +79,21 @@ def missing_train_extra() -> TrainExtraMissing | None:
 def require_train_extra() -> None:
     if (error := missing_train_extra()) is not None:
         raise error
+
+
+#: The extra each tracker needs, beyond the train extra.
+TRACKER_EXTRAS = {"wandb": ("wandb", "wandb")}  # tracker: (module, extra)
+
+
+def require_trackers(trackers: tuple[str, ...] | list[str]) -> None:
+    """Refuse, before anything starts, a tracker whose package the trainer's Python lacks."""
+    import importlib.util
+
+    for tracker in trackers:
+        module, extra = TRACKER_EXTRAS.get(tracker, (None, None))
+        if module and importlib.util.find_spec(module) is None:
+            raise TrainExtraMissing(f"--log-with {tracker}: {module} is not installed; install the {extra} extra "
+                                    f"with `make setup-trackers` (pip install -e '.[{extra}]')")
 
 
 def trainer_python() -> str:

@@ -141,7 +141,8 @@ FIELDS: dict[str, tuple[str, str, Any]] = {
 #: arguments whose None has a meaning a recipe field spells as None too
 OPTIONAL = {"network_dropout": ("network", "dropout", float), "noise_offset": ("training", "noise_offset", float),
             "min_snr_gamma": ("training", "min_snr_gamma", float), "clip_skip": ("training", "clip_skip", int),
-            "save_every_n_steps": ("training", "save_every_n_steps", int)}
+            "save_every_n_steps": ("training", "save_every_n_steps", int),
+            "validate_every_n_steps": ("training", "validate_every_n_steps", int)}
 #: arguments read into recipe fields by their own rules below
 DERIVED = {
     "learning_rate": "optimizer.unet_lr / optimizer.text_encoder_lr (the rate where no other is given)",

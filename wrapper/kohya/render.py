@@ -12,6 +12,7 @@ from typing import Any
 from wrapper.errors import ConfigError, collect
 from wrapper.kohya.prompt_lines import format_line, text_problems
 from wrapper.kohya.samplers import resolve_sampler
+from wrapper.kohya.validation import every_n_steps
 from wrapper.recipe import Recipe
 
 SCRIPTS = {"sd15": "train_network.py", "sdxl": "sdxl_train_network.py"}
@@ -37,6 +38,8 @@ class Places:
     more_image_dirs: tuple[Path, ...] = ()  # sub-folders with images: sd-scripts reads one folder per subset
     attention: str = "sdpa"  # the resolved backend: sdpa, xformers, mem_eff or none
     gradient_checkpointing: bool | None = None  # the device's answer for recipes that leave it open
+    trackers: tuple[str, ...] = ("tensorboard",)  # settings.TRACKERS: tensorboard, and wandb when asked for
+    run_name: str = ""  # the run folder's name: the W&B run's
 
 
 def script_for(recipe: Recipe) -> str:
@@ -165,6 +168,8 @@ def render_arguments(recipe: Recipe, places: Places, dataset_config: Path) -> di
             training[key] = float(getattr(t, key))
     if t.clip_skip is not None:
         training["clip_skip"] = t.clip_skip
+    if recipe.data.validation_split > 0:
+        training["validate_every_n_steps"] = every_n_steps(t.validate_every_n_steps, t.max_train_steps)
 
     saving: dict[str, Any] = {
         "output_dir": str(places.output_dir),
@@ -184,8 +189,7 @@ def render_arguments(recipe: Recipe, places: Places, dataset_config: Path) -> di
         "optimizer": optimizer,
         "training": training,
         "saving": saving,
-        # plain log lines (rich wraps them at the terminal width, which breaks log reading)
-        "logging": {"logging_dir": str(places.logging_dir), "log_with": "tensorboard", "console_log_simple": True},
+        "logging": logging_arguments(recipe, places),
         "dataset": {"dataset_config": str(dataset_config)},
     }
     if s.prompts:  # without every_n_steps the file is still there for sample_every_n_epochs in extra_args
@@ -196,6 +200,30 @@ def render_arguments(recipe: Recipe, places: Places, dataset_config: Path) -> di
     if recipe.extra_args:
         tables["extra"] = dict(recipe.extra_args)
     return tables
+
+
+def tracker_project(recipe: Recipe) -> str:
+    """The project a run's trackers file it under: its baseline, so a baseline and its glitches sit side by side."""
+    return recipe.baseline or recipe.name
+
+
+def logging_arguments(recipe: Recipe, places: Places) -> dict[str, Any]:
+    """TensorBoard always (gaze's reports read it); with wandb, log_with "all", the W&B run named after the
+    run folder in the project tracker_project names. The API key is never here: wandb reads WANDB_API_KEY.
+    Plain log lines: rich wraps them at the terminal width, which breaks log reading."""
+    trackers = tracker_arguments(places.trackers, places.run_name or places.output_name, tracker_project(recipe))
+    return {"logging_dir": str(places.logging_dir), **trackers, "console_log_simple": True}
+
+
+TRACKER_ARGUMENTS = ("log_with", "wandb_run_name", "log_tracker_name")
+
+
+def tracker_arguments(trackers: tuple[str, ...] | list[str], run_name: str, project: str) -> dict[str, str]:
+    """sd-scripts' tracker arguments: "all" with wandb, since TensorBoard stays on (`tensorboard` alone
+    would be the only other choice)."""
+    if "wandb" not in trackers:
+        return {"log_with": "tensorboard"}
+    return {"log_with": "all", "wandb_run_name": run_name, "log_tracker_name": project}
 
 
 def render_prompts(recipe: Recipe) -> str:

@@ -137,6 +137,8 @@ _SET_BY = {
                                                               "metadata_title", "training_comment", "config_file"),
     "gaze (safetensors, TensorBoard and plain log lines, which reports read)": (
         "save_model_as", "log_with", "console_log_simple"),
+    "trackers in gaze.toml / --log-with (the W&B run is named after the run folder, its project after the "
+    "baseline)": ("wandb_run_name", "log_tracker_name"),
     "the data group (gaze writes dataset.toml)": ("dataset_config",),
     "sampling.prompts, sampling.every_n_steps, sampling.sampler": (
         "sample_prompts", "sample_every_n_steps", "sample_sampler"),
@@ -168,10 +170,21 @@ def managed_by(argument: str) -> str | None:
     return None
 
 
+#: Credentials: a recipe is shared and its arguments are written into config.toml, so never in one.
+SECRETS = {"wandb_api_key": "WANDB_API_KEY", "huggingface_token": "HF_TOKEN"}
+
+
 def extra_args_problems(recipe: Recipe) -> list[str]:
     """extra_args may add arguments, never override the ones the recipe's own fields decide."""
     problems = []
+    for key, _value in recipe.extra_args:
+        if key in SECRETS:  # the value is a secret: never repeated in the message
+            problems.append(f"extra_args sets {key!r}: a credential never goes into a recipe (gaze would write it "
+                            f"into config.toml); set the {SECRETS[key]} environment variable instead, which "
+                            "the trainer reads itself")
     for key, value in recipe.extra_args:
+        if key in SECRETS:
+            continue
         if (where := managed_by(key)) is not None:
             problems.append(f"extra_args sets {key!r} = {value!r}, which gaze already sets from {where}; "
                             "change that instead")

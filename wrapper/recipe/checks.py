@@ -133,6 +133,7 @@ def recipe_problems(recipe: Recipe) -> list[str]:
     _positive(problems, "training.batch_size", t.batch_size)
     _positive(problems, "training.gradient_accumulation_steps", t.gradient_accumulation_steps)
     _positive(problems, "training.save_every_n_steps", t.save_every_n_steps)
+    _positive(problems, "training.validate_every_n_steps", t.validate_every_n_steps)
     _positive(problems, "training.max_data_loader_n_workers", t.max_data_loader_n_workers, allow_zero=True)
     _positive(problems, "optimizer.unet_lr", o.unet_lr)
     _positive(problems, "optimizer.text_encoder_lr", o.text_encoder_lr)

@@ -70,6 +70,7 @@ class Training:
     full_bf16: bool = False
     save_precision: SavePrecision = "fp16"
     save_every_n_steps: int | None = None
+    validate_every_n_steps: int | None = None  # None: about 20 evaluations a run (with data.validation_split)
     save_state: bool = True  # resumable: accelerate state saved with every LoRA
     gradient_checkpointing: bool | None = None  # None: on where memory is short (see training.py)
     attention: Attention = "auto"  # auto: xformers when installed and on a GPU, else torch SDPA

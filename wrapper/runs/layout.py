@@ -83,6 +83,7 @@ class RunInfo:
     max_train_steps: int = 0
     tokenizer_cache_dir: str | None = None
     main_process_port: int | None = None  # accelerate's, when runs share a machine
+    trackers: list[str] = field(default_factory=lambda: ["tensorboard"])  # config.toml's log_with, as asked
 
 
 @dataclass(frozen=True, kw_only=True)

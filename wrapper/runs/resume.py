@@ -10,6 +10,7 @@ from wrapper.errors import RunError
 from wrapper.files import write_json
 from wrapper.kohya import outputs
 from wrapper.kohya.argv import resume_args
+from wrapper.kohya.checkout import require_trackers
 from wrapper.recipe import Recipe
 from wrapper.runs import layout as runs
 from wrapper.runs.train import Log, Outcome, RunRequest, launch, launch_argv, start_run
@@ -77,16 +78,45 @@ def continuity(run_dir: Path, resumed_from: int) -> str:
     return f"continuous: the resumed log starts at step {first}, right after the saved state"
 
 
+def retrack(run_dir: Path, trackers: tuple[str, ...]) -> bool:
+    """Switch the trackers of a run's next launch (config.toml's logging arguments and run.json's record);
+    False when they are already those."""
+    import toml
+
+    from wrapper.files import write_atomic
+    from wrapper.kohya import configs, tomlio
+    from wrapper.kohya.render import TRACKER_ARGUMENTS, tracker_arguments
+
+    info = runs.read_run_info(run_dir)
+    if list(trackers) == info.trackers:
+        return False
+    path = Path(run_dir) / configs.ARGUMENTS_FILE
+    text = path.read_text(encoding="utf-8")
+    header = "".join(line for line in text.splitlines(keepends=True) if line.startswith("#"))
+    tables = toml.loads(text)
+    logging = {k: v for k, v in tables.get("logging", {}).items() if k not in TRACKER_ARGUMENTS}
+    record = runs.read_recipe_record(run_dir)
+    tables["logging"] = {**logging, **tracker_arguments(trackers, Path(run_dir).name,
+                                                        record.baseline or record.name or info.output_name)}
+    write_atomic(path, header + tomlio.dumps(tables))
+    runs.write_run_info(run_dir, dataclasses.replace(info, trackers=list(trackers)))
+    return True
+
+
 def resume_run(run_dir: Path, *, log: Log = print, on_line: Log = print, lock_fd: int | None = None,
-               env: dict[str, str] | None = None) -> Outcome:
+               env: dict[str, str] | None = None, trackers: tuple[str, ...] | None = None) -> Outcome:
     """Continue `run_dir` from its newest state, in the same run directory (its lock taken here,
-    unless the caller holds it: `lock_fd`)."""
+    unless the caller holds it: `lock_fd`), with the trackers it was launched with unless `trackers` says."""
     begin = time.monotonic()
     if not runs.is_run_dir(run_dir):
         raise RunError(f"{run_dir} is not a gaze run directory (no recipe.json / run.json)")
     if lock_fd is None:
         with runs.run_lock(run_dir, purpose="training (resumed)") as fd:
-            return resume_run(run_dir, log=log, on_line=on_line, lock_fd=fd, env=env)
+            return resume_run(run_dir, log=log, on_line=on_line, lock_fd=fd, env=env, trackers=trackers)
+    plan_resume(run_dir)  # refuse a run with nothing to resume before changing anything
+    require_trackers(trackers or runs.read_run_info(run_dir).trackers)
+    if trackers is not None and retrack(run_dir, trackers):
+        log(f"trackers for this launch: {', '.join(trackers)}")
     step, state, argv = plan_resume(run_dir)
     moved = set_aside_later_files(run_dir, step)
     if moved:

@@ -21,7 +21,7 @@ from wrapper.errors import ConfigError, DatasetError, GazeError, RunError, colle
 from wrapper.files import write_atomic, write_json
 from wrapper.kohya import argv as kohya_argv
 from wrapper.kohya import configs, interface, models, outputs
-from wrapper.kohya.checkout import trainer_env, trainer_python
+from wrapper.kohya.checkout import require_trackers, trainer_env, trainer_python
 from wrapper.kohya.failures import Failure, classify
 from wrapper.kohya.render import SCRIPTS, Places
 from wrapper.launch import run_streaming
@@ -46,6 +46,7 @@ class RunRequest:
     gpus: int = 1
     threads: int | None = None  # CPU threads per process; None: all cores on a CPU, 8 on a GPU
     main_process_port: int | None = None  # accelerate's; runs side by side need one each
+    trackers: tuple[str, ...] = ("tensorboard",)  # settings.check_trackers: tensorboard, and wandb when asked
 
 
 def request_for(
@@ -58,6 +59,7 @@ def request_for(
     runs_dir: str | os.PathLike | None = None,
     gpus: int = 1,
     threads: int | None = None,
+    trackers: tuple[str, ...] | None = None,
 ) -> RunRequest:
     """A recipe's machine paths: the command line's, else the settings'."""
     chosen = model_for(settings, recipe.checkpoint_name, model, wanted_by=f"recipe {recipe.name!r}")
@@ -78,6 +80,7 @@ def request_for(
         tokenizer_cache_dir=settings.tokenizer_cache_dir,
         gpus=gpus,
         threads=threads,
+        trackers=trackers or settings.trackers,
     )
 
 
@@ -237,7 +240,32 @@ def prepare_inputs(recipe: Recipe, request: RunRequest, log: Log) -> tuple[Recip
     log(f"preparing {request.dataset} ({recipe.prep.mode})")
     prepared = prepare_for_recipe(request.dataset, recipe.prep, request.cache_dir / PREPARED)
     log(f"  {prepared.images} images in {prepared.path}{' (reused)' if prepared.reused else ''}")
-    return audit(recipe, prepared.path, log), prepared.path.resolve()
+    return hold_out(audit(recipe, prepared.path, log), prepared.path, log), prepared.path.resolve()
+
+
+def hold_out(recipe: Recipe, folder: Path, log: Log) -> Recipe:
+    """With a validation split: one that holds out whole images in every subset, and what it costs."""
+    from collections import Counter
+
+    from wrapper.dataset.scan import scan
+    from wrapper.kohya import validation
+
+    wanted = recipe.data.validation_split
+    if wanted <= 0:
+        return recipe
+    counts = Counter(str(Path(item.image).parent) for item in scan(folder, recipe.data.caption_extension).items)
+    split = validation.clean_split(list(counts.values()), wanted)
+    held = sum(validation.split_counts(n, split)[1] for n in counts.values())
+    if split != wanted:
+        log(f"validation split {wanted:g} -> {split:.4g} for this run: sd-scripts would otherwise also train on "
+            "a held-out image")
+        recipe = evolve(recipe, data={"validation_split": split})
+    t = recipe.training
+    every = validation.every_n_steps(t.validate_every_n_steps, t.max_train_steps)
+    log(f"validation: {held} of {sum(counts.values())} images held out (not trained on), seed "
+        f"{recipe.data.validation_seed}; every {every} steps and at each epoch end, "
+        f"{held * validation.TIMESTEPS_PER_IMAGE} forward passes per evaluation")
+    return recipe
 
 
 def places_for(recipe: Recipe, request: RunRequest, image_dir: Path, folder: Path) -> Places:
@@ -253,6 +281,8 @@ def places_for(recipe: Recipe, request: RunRequest, image_dir: Path, folder: Pat
         output_name=outputs.output_name_for(recipe.name),
         tokenizer_cache_dir=request.tokenizer_cache_dir,
         more_image_dirs=image_folders(image_dir),
+        trackers=request.trackers,
+        run_name=folder.name,
     )
 
 
@@ -275,6 +305,7 @@ def prepare_run(recipe: Recipe, request: RunRequest, log: Log, *,
     with the message (or "interrupted" on Ctrl-C), where a folder made here is removed again."""
     if run_dir is not None:
         return _prepare_queued(recipe, request, log, Path(run_dir).resolve())
+    require_trackers(request.trackers)
     request = absolute(request)
     recipe, image_dir = prepare_inputs(recipe, request, log)
     run_dir = runs.new_run_dir(request.runs_dir, recipe.name)
@@ -289,6 +320,7 @@ def _prepare_queued(recipe: Recipe, request: RunRequest, log: Log, run_dir: Path
     if not runs.is_run_dir(run_dir):
         raise RunError(f"{run_dir} is not a queued run folder (no {runs.STATUS}); make one with new_queued_run")
     try:
+        require_trackers(request.trackers)
         request = absolute(request)
         recipe, image_dir = prepare_inputs(recipe, request, log)
         return run_dir, _write_run(recipe, request, places_for(recipe, request, image_dir, run_dir), log), recipe
@@ -340,6 +372,7 @@ def _write_run(recipe: Recipe, request: RunRequest, places: Places, log: Log) ->
             script=rendered.script,
             max_train_steps=recipe.training.max_train_steps,
             main_process_port=request.main_process_port,
+            trackers=list(request.trackers),
         ),
     )
     argv = launch_argv(run_dir)
@@ -390,7 +423,9 @@ def launch(run_dir: Path, argv: list[str], checkout: Path, on_line: Log, *, laun
     offset = log_path.stat().st_size if log_path.exists() else 0
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"\n=== gaze launch {launches} at {started}: {' '.join(argv)}\n")
-    result = run_streaming(argv, cwd=checkout, env={**trainer_env(checkout), **(env or {})}, log_path=log_path,
+    wandb_dir = runs.logs_dir(run_dir) if "wandb" in runs.read_run_info(run_dir).trackers else None
+    child_env = {**trainer_env(checkout, wandb_dir=wandb_dir), **(env or {})}
+    result = run_streaming(argv, cwd=checkout, env=child_env, log_path=log_path,
                            on_line=on_line, keep_fds=(lock_fd,),
                            on_start=lambda group: runs.note_trainer_group(lock_fd, group))
     final = runs.final_lora(run_dir, runs.read_run_info(run_dir).output_name)
