@@ -85,6 +85,10 @@ queue: setup-train  ## make queue QUEUE="sd15-standard sd15-uncropped"
 sweep: setup-train  ## make sweep BASE=sd15-standard MODIFIERS="no-bucket crop-flip"
 	$(GAZE) sweep $(BASE) $(MODIFIERS) $(PATHS)
 
+.PHONY: setup-trackers
+setup-trackers: setup-train  ## also install Weights & Biases (--log-with wandb) and MLflow (gaze export mlflow)
+	$(VENV)/bin/pip install -q -e '.[train,test,wandb,mlflow]'
+
 .PHONY: setup-slurm slurm-cluster status
 setup-slurm: setup-train  ## also install submitit (the slurm extra) and Slurm's Debian packages
 	$(VENV)/bin/pip install -q -e '.[train,test,slurm]' && scripts/slurm-cluster install

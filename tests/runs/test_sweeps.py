@@ -217,3 +217,39 @@ def test_a_requeued_member_continues_from_wherever_it_stopped(tmp_path, monkeypa
     runs.write_status(run_dir, runs.Status("succeeded", launches=2))
     again = resume.continue_run(run_dir, registry.resolve("sd15-smoke"), request, lock_fd=7, log=lambda _m: None)
     assert again.status.state == "succeeded" and len(launched) == 1
+
+
+def test_replicates_share_spec_and_prepared_data_and_differ_in_seed(tmp_path):
+    recipe = registry.resolve("sd15-smoke+validation")
+    seeded = sweeps.with_seeds(recipe, sweeps.seeds_from("3", recipe.training.seed))
+    members = [(spec, r) for spec in ("sd15-smoke+validation",) for r in seeded]
+    sweep_dir, record = sweeps.create_sweep(tmp_path / "runs", members, kind="sweep", backend="local", parallel=1,
+                                            baseline="sd15-smoke+validation")
+    again = sweeps.read_sweep(sweep_dir)
+    assert again.seeds == [42, 43, 44] and [m.seed for m in again.members] == [42, 43, 44]
+    assert {m.spec for m in again.members} == {"sd15-smoke+validation"}
+    recorded = [runs.read_recipe_record(Path(m.run_dir)).recipe for m in again.members]
+    assert [r["training"]["seed"] for r in recorded] == [42, 43, 44]
+    assert len({json.dumps(r["prep"], sort_keys=True) for r in recorded}) == 1  # same prepared images
+    assert {r["data"]["validation_seed"] for r in recorded} == {recipe.data.validation_seed}  # same hold-out
+
+
+@pytest.mark.parametrize(("text", "expected"), [("1", [42]), ("3", [42, 43, 44]), ("7,1,9", [7, 1, 9])])
+def test_seeds_are_a_count_from_the_recipes_seed_or_a_list(text, expected):
+    assert sweeps.seeds_from(text, 42) == expected
+
+
+@pytest.mark.parametrize(("text", "message"), [("0", "count from 1 to 100"), ("x", "expected a count"),
+                                               ("1,1", "distinct seeds"), ("1,-2", "distinct seeds")])
+def test_a_bad_seeds_option_is_refused_before_anything_starts(cli, text, message):
+    result = cli("sweep", "sd15-smoke", "crop-flip", "--seeds", text)
+    assert result.exit_code == 1 and message in result.output and not (Path("runs")).exists()
+
+
+def test_a_sweep_record_with_a_bad_member_seed_is_refused(tmp_path):
+    sweep_dir, _ = _sweep(tmp_path)
+    data = json.loads((sweep_dir / sweeps.SWEEP).read_text())
+    data["members"][0]["seed"] = "42"
+    write_json(sweep_dir / sweeps.SWEEP, data)
+    with pytest.raises(RunError, match=r"members\[0\].*seed"):
+        sweeps.read_sweep(sweep_dir)

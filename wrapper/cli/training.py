@@ -83,7 +83,27 @@ class _Headed(ProgressPrinter):
         super().__call__(line)
 
 
+def _trackers(_ctx, _param, values: tuple[str, ...]) -> tuple[str, ...] | None:
+    """--log-with, repeated or comma-separated, checked like `trackers` in gaze.toml; None: the settings'."""
+    from wrapper.errors import GazeError
+    from wrapper.settings import check_trackers
+
+    if not values:
+        return None
+    try:
+        return check_trackers([name for value in values for name in value.split(",")], "--log-with")
+    except GazeError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+log_with_option = click.option(
+    "--log-with", "log_with", multiple=True, metavar="TRACKER", callback=_trackers,
+    help="Trackers: tensorboard (always on) and wandb, repeated or comma-separated; W&B reads its key from "
+         "WANDB_API_KEY [default: trackers in gaze.toml].")
+
+
 def run_options(f):
+    f = log_with_option(f)
     for option in reversed(
         [
             click.option("--dataset", metavar="DIR", help="Source image folder (default: settings)."),
@@ -109,9 +129,9 @@ def run_options(f):
     return f
 
 
-def _requests(specs: list[str], dataset, model, runs_dir, gpus, threads, sd_scripts) -> list:
+def _requests(specs: list[str], dataset, model, runs_dir, gpus, threads, sd_scripts, log_with=None) -> list:
     """(spec, recipe, RunRequest) for each spec, every name and path checked before any run starts."""
-    from wrapper.kohya.checkout import find_checkout, require_train_extra
+    from wrapper.kohya.checkout import find_checkout, require_trackers, require_train_extra
     from wrapper.runs.train import request_for
     from wrapper.settings import load_settings
 
@@ -119,10 +139,11 @@ def _requests(specs: list[str], dataset, model, runs_dir, gpus, threads, sd_scri
     registry = current_registry(settings)
     checkout = find_checkout(sd_scripts)
     require_train_extra()
+    require_trackers(log_with or settings.trackers)
     recipes = [registry.resolve(spec) for spec in specs]
     return [
         (spec, recipe, request_for(recipe, settings, checkout, dataset=dataset, model=model, runs_dir=runs_dir,
-                                   gpus=gpus, threads=threads))
+                                   gpus=gpus, threads=threads, trackers=log_with))
         for spec, recipe in zip(specs, recipes, strict=True)
     ]
 
@@ -160,14 +181,17 @@ def run(recipe, **options) -> None:
 
 @click.command("resume")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-def resume(run_dir: Path) -> None:
+@log_with_option
+def resume(run_dir: Path, log_with: tuple[str, ...] | None) -> None:
     """Continue an interrupted or failed run from its newest saved state.
 
     Example: gaze resume runs/sdxl-standard/20260101T120000Z-a1b2c3
+
+    The run keeps the trackers it was launched with (run.json) unless --log-with says otherwise.
     """
     from wrapper.runs.resume import resume_run
 
-    _report_outcome(resume_run(run_dir, log=click.echo, on_line=ProgressPrinter()))
+    _report_outcome(resume_run(run_dir, log=click.echo, on_line=ProgressPrinter(), trackers=log_with))
 
 
 SLURM_FLAGS = {"max_parallel": "--max-parallel", "partition": "--partition", "time_min": "--time-min",
@@ -196,6 +220,9 @@ def execution_options(f):
             click.option("--cpus-per-run", type=click.IntRange(1), help="Slurm CPUs per run."),
             click.option("--mem-gb", type=click.IntRange(1), help="Slurm memory per run, in GB."),
             click.option("--wait", is_flag=True, help="Slurm: follow the runs until they end, then print the table."),
+            click.option("--seeds", metavar="N|S1,S2,...",
+                         help="Replicates: run every recipe with N training seeds (the recipe's seed, +1, ...) "
+                              "or with the seeds listed; the prepared images stay the same."),
         ]
     ):
         f = option(f)
@@ -219,15 +246,19 @@ def _check_flags(backend: str, execution: dict, gpus: int) -> None:
 def _queue(specs: list[str], options: dict, *, kind: str, baseline: str | None = None,
            variants: tuple[str, ...] = ()) -> None:
     """The runs of `queue` and `sweep`: a sweep folder, then the local pool or one Slurm job array."""
-    from wrapper.runs.pool import PoolItem
     from wrapper.runs.sweeps import create_sweep
     from wrapper.settings import load_settings
 
     execution = {key: options.pop(key) for key in ("backend", "parallel", "gpus_per_run", *SLURM_FLAGS)}
+    seeds = options.pop("seeds")
+    if seeds is not None:
+        from wrapper.runs.sweeps import seeds_from
+
+        seeds_from(seeds, 0)  # a bad --seeds is refused before anything is looked up
     settings = load_settings()
     backend = execution["backend"] or settings.on
     _check_flags(backend, execution, options["gpus"])
-    planned = _requests(specs, **options)
+    planned = _replicates(_requests(specs, **options), seeds)
     runs_dir = planned[0][2].runs_dir
     if backend == "slurm":
         resources = _slurm_resources(settings.slurm, execution)
@@ -235,7 +266,7 @@ def _queue(specs: list[str], options: dict, *, kind: str, baseline: str | None =
         sweep_dir, record = create_sweep(runs_dir, [(s, r) for s, r, _ in planned], kind=kind, backend="slurm",
                                          parallel=parallel, baseline=baseline, variants=variants,
                                          gpus_per_run=resources.gpus_per_run, resources=_as_dict(resources))
-        items = [PoolItem(s, r, q, Path(m.run_dir)) for (s, r, q), m in zip(planned, record.members, strict=True)]
+        items = _pool_items(planned, record, seeds)
         _on_slurm(sweep_dir, items, resources, parallel, execution["wait"])
         return
     slots = _local_slots(planned, execution, options)
@@ -244,8 +275,26 @@ def _queue(specs: list[str], options: dict, *, kind: str, baseline: str | None =
     sweep_dir, record = create_sweep(runs_dir, [(s, r) for s, r, _ in planned], kind=kind, backend="local",
                                      parallel=len(slots), baseline=baseline, variants=variants,
                                      gpus_per_run=execution["gpus_per_run"])
-    items = [PoolItem(s, r, q, Path(m.run_dir)) for (s, r, q), m in zip(planned, record.members, strict=True)]
+    items = _pool_items(planned, record, seeds)
     _on_local(sweep_dir, items, slots)
+
+
+def _replicates(planned: list, seeds: str | None) -> list:
+    """Each (spec, recipe, request) once per training seed, seeds counted from each recipe's own."""
+    from wrapper.runs.sweeps import seeds_from, with_seeds
+
+    if seeds is None:
+        return planned
+    return [(spec, seeded, request) for spec, recipe, request in planned
+            for seeded in with_seeds(recipe, seeds_from(seeds, recipe.training.seed))]
+
+
+def _pool_items(planned: list, record, seeds: str | None) -> list:
+    """What the pool runs: each member, named with its seed when there are replicates."""
+    from wrapper.runs.pool import PoolItem
+
+    return [PoolItem(f"{s} seed={r.training.seed}" if seeds else s, r, q, Path(m.run_dir))
+            for (s, r, q), m in zip(planned, record.members, strict=True)]
 
 
 def _with_gpus(request, gpus: int):

@@ -31,6 +31,7 @@ Kind = Literal["queue", "sweep"]
 class Member:
     spec: str
     run_dir: str
+    seed: int | None = None  # its training seed (replicates of one spec differ only in it)
     job: str | None = None  # its Slurm array task ("<array>_<index>"), once submitted
 
 
@@ -84,16 +85,37 @@ def read_sweep(sweep_dir: Path | str) -> SweepRecord:
 
 
 def _member(path: Path, i: int, member: Any) -> Member:
-    keys = {"spec": str, "run_dir": str, "job": (str, type(None))}
+    keys = {"spec": str, "run_dir": str, "seed": (int, type(None)), "job": (str, type(None))}
     if not isinstance(member, dict) or not {"spec", "run_dir"} <= set(member) <= set(keys) \
-            or not all(isinstance(v, keys[k]) for k, v in member.items()):
+            or not all(isinstance(v, keys[k]) and not isinstance(v, bool) for k, v in member.items()):
         raise RunError(f"{path}: members[{i}] is {member!r}; expected {{\"spec\": \"...\", \"run_dir\": \"...\", "
-                       "\"job\": \"<array>_<task>\" or null}")
+                       "\"seed\": an integer or null, \"job\": \"<array>_<task>\" or null}")
     return Member(**member)
 
 
 def write_sweep(sweep_dir: Path, record: SweepRecord) -> None:
     write_json(Path(sweep_dir) / SWEEP, asdict(record))
+
+
+def with_seeds(recipe: Recipe, seeds: Sequence[int]) -> list[Recipe]:
+    """The recipe once per training seed; the prepared data (prep and validation seeds) stays the same."""
+    return [recipe.replace(training=replace(recipe.training, seed=seed)) for seed in seeds]
+
+
+def seeds_from(text: str, base: int) -> list[int]:
+    """`--seeds 3` -> base, base+1, base+2; `--seeds 1,7,9` -> those seeds."""
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        numbers = [int(p) for p in parts]
+    except ValueError:
+        raise RunError(f"--seeds {text!r}: expected a count (3) or a comma-separated list of seeds (1,7,9)") from None
+    if len(parts) == 1:
+        if not 1 <= numbers[0] <= 100:
+            raise RunError(f"--seeds {text}: expected a count from 1 to 100 (or seeds, comma-separated: 1,7,9)")
+        return [base + i for i in range(numbers[0])]
+    if len(set(numbers)) != len(numbers) or any(not 0 <= n < 2**31 for n in numbers):
+        raise RunError(f"--seeds {text}: expected distinct seeds from 0 to 2**31-1")
+    return numbers
 
 
 def sweep_of(run_dir: Path) -> Path | None:
@@ -114,11 +136,14 @@ def create_sweep(
     gpus_per_run: int | None = None,
     resources: dict[str, Any] | None = None,
 ) -> tuple[Path, SweepRecord]:
-    """The sweep folder and a queued run folder for each (spec, recipe), before anything runs."""
+    """The sweep folder and a queued run folder for each (spec, recipe), before anything runs.
+
+    Replicates are members with the same spec and different training seeds."""
     runs_dir = Path(runs_dir).resolve()
     sweep_dir = runs.new_stamped_dir(runs_dir / SWEEPS)
     placement = runs.Placement(backend=backend, sweep=str(sweep_dir))
-    made = [Member(spec=spec, run_dir=str(new_queued_run(recipe, runs_dir, placement))) for spec, recipe in members]
+    made = [Member(spec=spec, run_dir=str(new_queued_run(recipe, runs_dir, placement)), seed=recipe.training.seed)
+            for spec, recipe in members]
     record = SweepRecord(
         kind=kind,
         baseline=baseline,
