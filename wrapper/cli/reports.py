@@ -46,28 +46,57 @@ def _echo_warnings(warnings: list[str]) -> None:
 @click.argument("run_dirs", nargs=-1, required=True, metavar="RUN_DIR...")
 @smoothing_option
 @click.option("--quiet", "-q", is_flag=True, help="Print only the paths written, not the verdicts.")
-def report(run_dirs: tuple[str, ...], smoothing: float, quiet: bool) -> None:
-    """Write a loss report (report.html, report.md, plots/) into each run folder.
+@click.option("--method", type=click.Choice(["t", "bootstrap"]), default="t", show_default=True,
+              help="Sweep folders: intervals by Student's/Welch's t, or by a percentile bootstrap.")
+def report(run_dirs: tuple[str, ...], smoothing: float, quiet: bool, method: str) -> None:
+    """Write a loss report (report.html, report.md, plots/) into each run folder, or an experiment report
+    into each sweep folder.
 
     Example: gaze report runs/sd15-standard/20240101T120000Z-a1b2c3
+
+    A sweep folder (runs/sweeps/<time>-<id>) gets the experiment report: for every variant and metric
+    the mean over seeds with its 95% interval and the difference from the baseline with its interval,
+    flagged "beyond seed noise" when that interval excludes zero; curves with the seeds' spread as a
+    band; each member's run report linked.
 
     A recipe folder (runs/sd15-standard, or just sd15-standard) means its newest run. The report
     has the recipe with its deliberate glitches labelled, the verdict table (each verdict with its
     rule and thresholds), raw and smoothed loss, learning rate, validation loss when logged, and a
     grid of the trainer's sample images (prompt x step).
     """
+    from wrapper.cli.runs import refresh_index, runs_dir_of
     from wrapper.curves import verdicts as curves
     from wrapper.reports.run import load_run, render_report
+    from wrapper.runs.sweeps import is_sweep_dir
 
     thresholds = curves.Thresholds(smoothing=smoothing)
+    reported = []
     for text in run_dirs:
-        view = load_run(_run_path(text))
+        path = _run_path(text)
+        if is_sweep_dir(path):
+            _experiment_report(path, thresholds, method, quiet)
+            reported.append(path)
+            continue
+        view = load_run(path)
         written = render_report(view, thresholds)
+        reported.append(view.path)
         _echo_warnings(written.warnings)
         _echo_written(written.paths)
         if not quiet:
             for v in written.verdicts:
                 click.echo(f"  {v.metric:<14} {v.status:<18} {v.notes}")
+    for runs_dir in dict.fromkeys(runs_dir_of(path) for path in reported):
+        refresh_index(runs_dir)
+
+
+def _experiment_report(sweep_dir: Path, thresholds, method: str, quiet: bool) -> None:
+    from wrapper.reports.experiment import write_experiment_report
+
+    written = write_experiment_report(sweep_dir, thresholds=thresholds, method=method)
+    _echo_warnings([f"left out: {line}" for line in written.left_out])
+    _echo_written(written.paths)
+    if not quiet:
+        click.echo("  beyond seed noise:" + ("".join(f"\n    {line}" for line in written.beyond) or " none"))
 
 
 @click.command("compare")

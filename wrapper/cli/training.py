@@ -173,10 +173,12 @@ def run(recipe, **options) -> None:
 
     Example: gaze run sdxl-standard --dataset ~/data/fashion --model ~/models/sd_xl_base_1.0.safetensors
     """
+    from wrapper.cli.runs import index_refreshed
     from wrapper.runs.train import start_run
 
     ((_, resolved, request),) = _requests([recipe], **options)
-    _report_outcome(start_run(resolved, request, log=click.echo, on_line=ProgressPrinter()))
+    with index_refreshed(request.runs_dir):
+        _report_outcome(start_run(resolved, request, log=click.echo, on_line=ProgressPrinter()))
 
 
 @click.command("resume")
@@ -189,9 +191,11 @@ def resume(run_dir: Path, log_with: tuple[str, ...] | None) -> None:
 
     The run keeps the trackers it was launched with (run.json) unless --log-with says otherwise.
     """
+    from wrapper.cli.runs import index_refreshed, runs_dir_of
     from wrapper.runs.resume import resume_run
 
-    _report_outcome(resume_run(run_dir, log=click.echo, on_line=ProgressPrinter(), trackers=log_with))
+    with index_refreshed(runs_dir_of(run_dir)):
+        _report_outcome(resume_run(run_dir, log=click.echo, on_line=ProgressPrinter(), trackers=log_with))
 
 
 SLURM_FLAGS = {"max_parallel": "--max-parallel", "partition": "--partition", "time_min": "--time-min",
@@ -246,7 +250,7 @@ def _check_flags(backend: str, execution: dict, gpus: int) -> None:
 def _queue(specs: list[str], options: dict, *, kind: str, baseline: str | None = None,
            variants: tuple[str, ...] = ()) -> None:
     """The runs of `queue` and `sweep`: a sweep folder, then the local pool or one Slurm job array."""
-    from wrapper.runs.sweeps import create_sweep
+    from wrapper.cli.runs import index_refreshed
     from wrapper.settings import load_settings
 
     execution = {key: options.pop(key) for key in ("backend", "parallel", "gpus_per_run", *SLURM_FLAGS)}
@@ -260,6 +264,15 @@ def _queue(specs: list[str], options: dict, *, kind: str, baseline: str | None =
     _check_flags(backend, execution, options["gpus"])
     planned = _replicates(_requests(specs, **options), seeds)
     runs_dir = planned[0][2].runs_dir
+    with index_refreshed(runs_dir):
+        _start(planned, runs_dir, backend, execution, options, settings, seeds, kind=kind, baseline=baseline,
+               variants=variants)
+
+
+def _start(planned: list, runs_dir: Path, backend: str, execution: dict, options: dict, settings, seeds: str | None,
+           *, kind: str, baseline: str | None, variants: tuple[str, ...]) -> None:
+    from wrapper.runs.sweeps import create_sweep
+
     if backend == "slurm":
         resources = _slurm_resources(settings.slurm, execution)
         parallel = resources.max_parallel or len(planned)

@@ -19,12 +19,14 @@ from wrapper.errors import RunError
 @dataclass(frozen=True)
 class Cell:
     """Table or list text; `level` colours it (ok, warn, bad, info, n/a), `sub` is a smaller second line,
-    `href` makes it a link to a file next to the document."""
+    `href` makes it a link to a file next to the document, `check` puts a checkbox carrying that value
+    before it (HTML only, for a page's script)."""
 
     text: str
     level: str | None = None
     sub: str | None = None
     href: str | None = None
+    check: str | None = None
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,15 @@ class Fold:
     open: bool = False
 
 
-Block = Heading | Para | Items | Table | Image | Link | Fold
+@dataclass(frozen=True)
+class Code:
+    """Preformatted text; `id` names it for a page's script."""
+
+    text: str
+    id: str = ""
+
+
+Block = Heading | Para | Items | Table | Image | Link | Fold | Code
 
 CSS = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d1d1f;margin:0;
@@ -99,6 +109,7 @@ figure{margin:8px 0 20px}figure img{max-width:100%;border:1px solid #e3e3e8}
 figcaption{color:#6b6b76;font-size:13px;margin-top:4px}
 details{margin:6px 0}summary{cursor:pointer;font-weight:600}
 ul{margin:6px 0 12px;padding-left:22px}.meta{color:#6b6b76;margin:0 0 12px}
+pre{background:#f0f0f4;padding:8px 12px;border-radius:6px;white-space:pre-wrap;word-break:break-all}
 """
 
 
@@ -108,7 +119,8 @@ def _cell_html(cell: Cell | str) -> str:
     cls = f' class="{cell.level.replace("/", "")}"' if cell.level else ""
     sub = f'<span class="sub">{html.escape(cell.sub)}</span>' if cell.sub else ""
     text = f"<span{cls}>{html.escape(cell.text)}</span>"
-    return (f'<a href="{html.escape(cell.href)}">{text}</a>' if cell.href else text) + sub
+    box = f'<input type="checkbox" value="{html.escape(cell.check)}"> ' if cell.check is not None else ""
+    return box + (f'<a href="{html.escape(cell.href)}">{text}</a>' if cell.href else text) + sub
 
 
 def _block_html(block: Block) -> str:
@@ -125,6 +137,9 @@ def _block_html(block: Block) -> str:
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
     if isinstance(block, Link):
         return f'<p><a href="{html.escape(block.href)}">{html.escape(block.text)}</a></p>'
+    if isinstance(block, Code):
+        name = f' id="{html.escape(block.id)}"' if block.id else ""
+        return f"<pre{name}>{html.escape(block.text)}</pre>"
     if isinstance(block, Image):
         mime = "image/jpeg" if block.name.endswith((".jpg", ".jpeg")) else "image/png"
         data = base64.b64encode(block.data).decode()
@@ -135,10 +150,14 @@ def _block_html(block: Block) -> str:
     return f"<details{' open' if block.open else ''}>{summary}{inner}</details>"
 
 
-def to_html(title: str, blocks: Sequence[Block], subtitle: str = "") -> str:
-    """A self-contained page: inline CSS, images as data URIs, no scripts, no network."""
+def to_html(title: str, blocks: Sequence[Block], subtitle: str = "", script: str = "") -> str:
+    """A self-contained page: inline CSS, images as data URIs, no network; no script but `script`,
+    inline at the end of the body."""
     meta = f'<p class="meta">{html.escape(subtitle)}</p>' if subtitle else ""
     body = "\n".join(_block_html(b) for b in blocks)
+    if "</" in script:
+        raise ValueError("an inline script must not contain '</'")
+    body += f"\n<script>{script}</script>" if script else ""
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -180,6 +199,8 @@ def _block_md(block: Block, depth: int = 0) -> str:
         return "\n".join(lines)
     if isinstance(block, Link):
         return f"[{_md_escape(block.text)}]({block.href})"
+    if isinstance(block, Code):
+        return f"```\n{block.text}\n```"
     if isinstance(block, Image):
         text = f"![{block.alt}]({block.name})"
         return f"{text}\n\n_{block.caption}_" if block.caption else text
