@@ -94,10 +94,12 @@ def retrack(run_dir: Path, trackers: tuple[str, ...]) -> bool:
     text = path.read_text(encoding="utf-8")
     header = "".join(line for line in text.splitlines(keepends=True) if line.startswith("#"))
     tables = toml.loads(text)
-    logging = {k: v for k, v in tables.get("logging", {}).items() if k not in TRACKER_ARGUMENTS}
     record = runs.read_recipe_record(run_dir)
-    tables["logging"] = {**logging, **tracker_arguments(trackers, Path(run_dir).name,
-                                                        record.baseline or record.name or info.output_name)}
+    chosen = tracker_arguments(trackers, Path(run_dir).name, record.baseline or record.name or info.output_name)
+    logging = {}
+    for key, value in tables.get("logging", {}).items():  # in place of log_with, as rendered
+        logging |= chosen if key == "log_with" else {} if key in TRACKER_ARGUMENTS else {key: value}
+    tables["logging"] = logging | chosen
     write_atomic(path, header + tomlio.dumps(tables))
     runs.write_run_info(run_dir, dataclasses.replace(info, trackers=list(trackers)))
     return True
