@@ -48,9 +48,9 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 
 def _register() -> None:
-    from wrapper.cli import data, generate, metrics, recipes, reports, runs, sweeps, training
+    from wrapper.cli import data, export, generate, metrics, recipes, reports, runs, sweeps, training
 
-    for module in (recipes, training, sweeps, runs, data, reports, generate, metrics):
+    for module in (recipes, training, sweeps, runs, data, reports, generate, metrics, export):
         for command in module.COMMANDS:
             main.add_command(command)
 

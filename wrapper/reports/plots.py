@@ -107,6 +107,48 @@ def overlay_plot(frames: Mapping[str, pd.DataFrame], weight: float, *, validatio
     return _png(fig)
 
 
+def seed_band_plot(groups: Mapping[str, Sequence[pd.DataFrame]], weight: float, *, validation: bool = False
+                   ) -> bytes | None:
+    """Each variant's curve averaged over its seeds, with the seeds' spread (lowest to highest) as a band."""
+    import numpy as np
+
+    fig, ax = _figure()
+    drawn = 0
+    for (label, frames), color in zip(groups.items(), _colors(len(groups)), strict=True):
+        curves = []
+        for frame in frames:
+            if validation:
+                steps, values = _validation(frame)
+            else:
+                tag = loss_tag(frame)
+                steps, values = series(frame, tag) if tag else (np.empty(0), np.empty(0))
+                values = smooth(values, weight) if len(values) else values
+            keep = np.isfinite(values)
+            if keep.any():
+                curves.append((np.asarray(steps)[keep], np.asarray(values)[keep]))
+        if not curves:
+            continue
+        low, high = max(c[0][0] for c in curves), min(c[0][-1] for c in curves)
+        grid = np.unique(np.concatenate([c[0] for c in curves]))
+        grid = grid[(grid >= low) & (grid <= high)] if low <= high else grid[:0]
+        if not len(grid):
+            continue
+        stacked = np.vstack([np.interp(grid, s, v) for s, v in curves])
+        mark = "o-" if validation else "-"
+        ax.plot(grid, stacked.mean(axis=0), mark, color=color, linewidth=1.5, markersize=3,
+                label=f"{label} (mean of {len(curves)} seed{'s' * (len(curves) != 1)})")
+        if len(curves) > 1:
+            ax.fill_between(grid, stacked.min(axis=0), stacked.max(axis=0), color=color, alpha=0.2, linewidth=0)
+        drawn += 1
+    if not drawn:
+        return None
+    ax.set_ylabel("validation loss" if validation else f"smoothed loss ({weight})")
+    what = "Validation loss" if validation else "Smoothed training loss"
+    ax.set_title(f"{what} over seeds (band: lowest to highest)")
+    _legend(ax, drawn)
+    return _png(fig)
+
+
 def _validation(frame: pd.DataFrame) -> tuple:
     if (frame["tag"] == VAL_STEP).any():
         return series(frame, VAL_STEP)
