@@ -71,8 +71,9 @@ def run_table(runs_dir: Path, rows: Sequence[RunRow]) -> Table:
     body = []
     for row in rows:
         text = cells(row)
-        run = Cell(row.run, href=_report(row.path, row.run), check=shlex.quote(str(runs_dir / row.run)),
-                   sub=row.name if row.name != row.run.split("/")[0] else None)
+        folder, _, stamp = row.run.rpartition("/")
+        run = Cell(f"{folder}/" if folder else stamp, href=_report(row.path, row.run), sub=stamp if folder else None,
+                   check=shlex.quote(str(runs_dir / row.run)))
         state = Cell(text["state"], LEVELS.get(row.state or ""))
         body.append([run, *(state if c == "state" else text[c] for c in COLUMNS[1:])])
     return Table(COLUMNS, body)

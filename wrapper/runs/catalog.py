@@ -161,8 +161,9 @@ def read_row(runs_dir: Path, run_dir: Path, *, now: datetime | None = None) -> R
     started = _time(status.get("started_at"), f"{run_dir / runs.STATUS}: started_at", problems)
     ended = _time(status.get("ended_at"), f"{run_dir / runs.STATUS}: ended_at", problems)
     state = status.get("state")
-    if state is None and not problems:
-        problems.append(f"{run_dir} has no {runs.STATUS}: its state is unknown")
+    if state is None and not found:
+        what = "has no 'state'" if (run_dir / runs.STATUS).exists() else "is missing"
+        problems.append(f"{run_dir / runs.STATUS} {what}: the run's state is unknown")
     end = ended or ((now or datetime.now(UTC)) if state == "running" else None)
     name = record.get("name") or run_dir.parent.name
     try:
@@ -310,7 +311,8 @@ def cells(row: RunRow) -> dict[str, str]:
         "tweaks": ",".join(row.tweaks) or "-",
         "seed": "-" if row.seed is None else str(row.seed),
         "state": row.state or "?",
-        "steps": "-" if row.step is None and row.total is None else f"{row.step or 0}/{row.total or '?'}",
+        "steps": "-" if row.step is None and row.total is None else f"{'-' if row.step is None else row.step}/"
+                 f"{row.total or '?'}",
         "loss": "-" if row.loss is None else f"{row.loss:.4f}",
         "duration": duration_text(row.duration_s),
         "started": time_text(row.started),
