@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import click
 
@@ -31,7 +30,7 @@ def mlflow(paths: tuple[str, ...], tracking_uri: str | None, experiment: str | N
 
     A sweep folder stands for its member runs and a recipe folder for its newest run. Exporting again
     adds only what the store lacks (a run is found by its gaze.run tag), so nothing is duplicated; runs
-    still queued or running are skipped. View the default store with
+    still queued or running are skipped. Browse the default store with the full mlflow package:
     `mlflow ui --backend-store-uri sqlite:///runs/mlflow.db`.
     """
     from wrapper.reports.mlflow_export import export_runs, require_mlflow
