@@ -8,7 +8,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import runfactory as rf
-from runs_folder import SPECS, SWEEP_BROKEN, SWEEP_QUEUE, SWEEP_REPORTED, expected, expected_state, make_runs_folder
+from runs_folder import (
+    SPECS,
+    SWEEP_BROKEN,
+    SWEEP_QUEUE,
+    SWEEP_REPORTED,
+    expected,
+    expected_state,
+    make_runs_folder,
+    smoothed_end,
+)
 
 from wrapper.errors import GazeError, RunError
 from wrapper.runs import catalog as cat
@@ -173,14 +182,41 @@ def test_parse_since():
             cat.parse_since(bad, NOW)
 
 
-def test_event_files_are_read_only_for_the_rows_kept(folder, monkeypatch):
-    root, _ = folder
+def counting_reads(monkeypatch) -> list:
+    """The run folders whose event files are read from now on."""
     read = []
     original = layout.read_run_scalars
     monkeypatch.setattr(layout, "read_run_scalars", lambda run_dir, *a: read.append(run_dir) or original(run_dir, *a))
+    return read
+
+
+def test_event_files_are_read_only_for_the_rows_kept(folder, monkeypatch):
+    root, _ = folder
+    (root / cat.CACHE).unlink(missing_ok=True)
+    read = counting_reads(monkeypatch)
     rows = cat.catalog(root, cat.Filters(recipes=("sd15-smoke",)), now=NOW)
     assert sorted(read) == sorted(r.path for r in rows if (r.path / "logs").is_dir())
     assert len(read) == 1
+
+
+def test_ended_runs_are_read_again_only_when_their_event_files_change(tmp_path, monkeypatch):
+    a = rf.make_run(tmp_path, "a", stamp="20260101T000000Z-000001", loss=[0.5] * 50)
+    b = rf.make_run(tmp_path, "b", stamp="20260101T000000Z-000002", loss=[0.25] * 20)
+    read = counting_reads(monkeypatch)
+    first = cat.catalog(tmp_path)
+    assert sorted(read) == [a, b] and (tmp_path / cat.CACHE).is_file()
+    read.clear()
+    assert cat.catalog(tmp_path) == first and read == []
+    rf.write_events(a / "logs" / "20260101000000" / "network_train", rf.sd_points([0.125] * 10, start=51))
+    again = {r.run[0]: r for r in cat.catalog(tmp_path)}
+    joined = pytest.approx(smoothed_end([0.5] * 50 + [0.125] * 10))
+    assert read == [a] and (again["a"].step, again["a"].loss, again["b"].loss) == (60, joined, 0.25)
+    (tmp_path / cat.CACHE).write_text('{"version": 1, "runs": {"a/20260101T000000Z-000001": {"step": "x"}}}')
+    read.clear()
+    assert {r.run[0]: r.step for r in cat.catalog(tmp_path)} == {"a": 60, "b": 20} and read == [a, b]
+    (tmp_path / cat.CACHE).write_text("not json")
+    assert [r.loss for r in cat.catalog(tmp_path)] == [joined, 0.25]
+    assert cat.read_cache(tmp_path) != {}
 
 
 def test_a_missing_runs_folder_is_one_clear_error(tmp_path):

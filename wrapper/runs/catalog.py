@@ -2,12 +2,14 @@
 
 Run folders are read leniently: a file that cannot be used becomes a warning on its row, never an
 error. The small records (recipe.json, status.json, run.json) are read for every run and filtered
-first; the TensorBoard logs (steps done, final smoothed loss) only for the rows that are kept.
+first; the TensorBoard logs (steps done, final smoothed loss) only for the rows that are kept, and
+for an ended run only when its event files changed since the last listing (`CACHE`).
 """
 
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 import warnings
 from collections.abc import Sequence
@@ -17,6 +19,8 @@ from pathlib import Path
 from typing import Any, get_args
 
 from wrapper.errors import GazeError, RunError, did_you_mean
+from wrapper.files import write_atomic
+from wrapper.kohya.logs import find_event_files
 from wrapper.runs import layout as runs
 from wrapper.runs import sweeps
 
@@ -24,6 +28,10 @@ STATES = get_args(runs.State)
 COLUMNS = ("run", "recipe", "glitches", "tweaks", "seed", "state", "steps", "loss", "duration", "started")
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+#: In the runs folder: each ended run's last step, final loss and log problems, with the size and time of
+#: every event file they were read from. A run whose files differ is read again. Bump the version when
+#: what is stored is computed differently.
+CACHE, CACHE_VERSION = ".runs-cache.json", 1
 
 
 @dataclass(frozen=True)
@@ -188,9 +196,10 @@ def read_row(runs_dir: Path, run_dir: Path, *, now: datetime | None = None) -> R
     )
 
 
-def with_progress(row: RunRow) -> RunRow:
+def with_progress(row: RunRow, cache: dict[str, Any] | None = None) -> RunRow:
     """The row with its last step and final smoothed loss. A run still going (or lost) is read as
-    `gaze status` reads it, train.log's progress line included; an ended one from its TensorBoard logs."""
+    `gaze status` reads it, train.log's progress line included; an ended one from its TensorBoard logs,
+    or from `cache` (updated here) when its event files are the ones it was read from."""
     if row.state in (*runs.ACTIVE, "lost"):
         from wrapper.runs.watch import progress_of
 
@@ -198,6 +207,33 @@ def with_progress(row: RunRow) -> RunRow:
         return replace(row, step=step, loss=loss)
     if not runs.logs_dir(row.path).is_dir():
         return row
+    if cache is None:
+        return _read_progress(row)
+    try:
+        files = [[f.relative_to(row.path).as_posix(), (st := f.stat()).st_size, st.st_mtime_ns]
+                 for f in find_event_files(runs.logs_dir(row.path))]
+    except OSError:
+        return _read_progress(row)
+    known = cache.get(row.run)
+    if _usable(known, files):
+        return replace(row, step=known["step"], loss=known["loss"], warnings=(*row.warnings, *known["problems"]))
+    done = _read_progress(row)
+    cache[row.run] = {"files": files, "step": done.step, "loss": done.loss,
+                      "problems": list(done.warnings[len(row.warnings):])}
+    return done
+
+
+def _usable(entry: Any, files: list) -> bool:
+    """A cache entry read from these very files, with values of the right types."""
+    if not isinstance(entry, dict) or entry.get("files") != files:
+        return False
+    step, loss, problems = entry.get("step"), entry.get("loss"), entry.get("problems")
+    return (step is None or type(step) is int) and (loss is None or type(loss) in (int, float)) \
+        and isinstance(problems, list) and all(isinstance(p, str) for p in problems)
+
+
+def _read_progress(row: RunRow) -> RunRow:
+    """The last step and final smoothed loss of an ended run, from its event files."""
     from wrapper.curves.smoothing import loss_tag, series
     from wrapper.curves.stats import curve_metrics
     from wrapper.curves.tblog import EventFileWarning
@@ -222,8 +258,25 @@ def catalog(runs_dir: Path, filters: Filters | None = None, *, sort: str = "star
     """The rows of every run under `runs_dir` that `filters` keep, with their progress, sorted."""
     runs_dir = Path(runs_dir)
     rows = [read_row(runs_dir, d, now=now) for d in find_run_dirs(runs_dir)]
-    rows = [with_progress(r) for r in rows if filters is None or filters.keep(r)]
+    cache = read_cache(runs_dir)
+    before = json.dumps(cache, sort_keys=True)
+    rows = [with_progress(r, cache) for r in rows if filters is None or filters.keep(r)]
+    if json.dumps(cache, sort_keys=True) != before:
+        try:
+            write_atomic(runs_dir / CACHE, json.dumps({"version": CACHE_VERSION, "runs": cache}) + "\n")
+        except OSError:  # a runs folder this user may not write to: list it all the same
+            pass
     return sort_rows(rows, sort, reverse=reverse)
+
+
+def read_cache(runs_dir: Path) -> dict[str, Any]:
+    """The runs folder's cache of ended runs' progress ({} when absent, unreadable or of another version)."""
+    try:
+        data = json.loads((Path(runs_dir) / CACHE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return {}
+    ok = isinstance(data, dict) and data.get("version") == CACHE_VERSION and isinstance(data.get("runs"), dict)
+    return data["runs"] if ok else {}
 
 
 # ---- sorting, filtering words ---------------------------------------------------------------------------
