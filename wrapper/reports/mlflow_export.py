@@ -73,6 +73,8 @@ def export_runs(run_dirs: Sequence[Path], *, runs_dir: Path, tracking_uri: str |
     require_mlflow()
     from mlflow import MlflowClient
 
+    if tracking_uri is None:
+        Path(runs_dir).mkdir(parents=True, exist_ok=True)  # SQLite makes the file, not its folder
     client = MlflowClient(tracking_uri=tracking_uri or default_store(runs_dir))
     artifact_root = None if tracking_uri else (Path(runs_dir) / ARTIFACTS).resolve()
     done = []

@@ -22,6 +22,7 @@ PACKAGES = (
     "voluptuous",
     "bitsandbytes",
     "tensorboard",
+    "wandb",
     "numpy",
     "pillow",
 )
