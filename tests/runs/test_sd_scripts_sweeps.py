@@ -135,3 +135,54 @@ def test_gaze_cancel_stops_a_running_slurm_sweep(paths, slurm_cluster):
     assert [runs.read_status(d).state for d in members] == ["interrupted", "interrupted"]
     assert rf.trainers(members) == []
     _wait(lambda: not watch.slurm.task_states(sweeps.read_sweep(sweep_dir).submissions), 60, "the jobs to leave")
+
+
+def test_a_sweep_with_seeds_and_validation_gives_an_experiment_report(paths, tmp_path):
+    """sd15-smoke with a validation hold-out, and its crop-flip glitch, 2 seeds each, on 4 of the demo photos:
+    the split is made clean (1 image held out, 3 trained on, so epoch 1 ends at step 3), validation runs
+    every step and at each epoch end, and the experiment report gives intervals over the seeds."""
+    from wrapper.curves import verdicts
+    from wrapper.kohya.logs import VAL_EPOCH, VAL_STEP
+    from wrapper.reports.run import write_report
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for image in sorted(Path(paths[1]).glob("*.png"))[:4]:
+        for path in (image, image.with_suffix(".txt")):
+            (photos / path.name).write_bytes(path.read_bytes())
+    begin = time.monotonic()
+    output = gaze("sweep", "sd15-smoke+validation=0.1:1", "crop-flip", "--seeds", "2", "--parallel", "2",
+                  *paths[2:], "--dataset", str(photos))
+    print(f"\nsweep of 2 variants x 2 seeds with validation: {time.monotonic() - begin:.0f} s")
+    sweep_dir = _sweep_dir(output)
+    record = sweeps.read_sweep(sweep_dir)
+    assert record.seeds == [42, 43] and [m.seed for m in record.members] == [42, 43, 42, 43]
+    assert re.search(r"^sd15-smoke\+validation=0\.1:1 seed=43 +\| ", output, re.M)
+    assert "validation split 0.1 -> 0.3125" in output and "1 of 4 images held out" in output
+    for member in record.members:
+        run_dir = Path(member.run_dir)
+        assert runs.read_status(run_dir).state == "succeeded"
+        config = (run_dir / "config.toml").read_text()
+        assert f"seed = {member.seed}\n" in config and "validate_every_n_steps = 1\n" in config
+        assert "validation_split = 0.3125" in (run_dir / "dataset.toml").read_text()
+        frame = runs.read_run_scalars(run_dir)
+        val = frame[frame["tag"] == VAL_STEP].set_index("step")["value"]
+        epoch = frame[frame["tag"] == VAL_EPOCH].set_index("step")["value"]
+        assert val.index.tolist() == [1, 2, 3, 4] and epoch.index.tolist() == [1, 2]
+        # the same weights and validation seed: a step pass at an epoch's last step equals that epoch's pass,
+        # which proves the running averages were read back as each pass's own mean
+        assert val[3] == pytest.approx(epoch[1], rel=1e-4) and val[4] == pytest.approx(epoch[2], rel=1e-4)
+        assert any("running average" in note for note in frame.attrs["notes"])
+    view_dir = record.member_dirs()[0]
+    write_report(view_dir)
+    md = (view_dir / "report.md").read_text()
+    assert "plots/validation.png" in md and (view_dir / "plots" / "validation.png").is_file()
+    overfit = next(v for v in verdicts.verdicts(runs.read_run_scalars(view_dir)) if v.metric == "Over-fitting")
+    assert overfit.status not in ("not measurable", "too few points") and VAL_STEP in overfit.notes
+    report = gaze("report", str(sweep_dir))
+    assert "beyond seed noise:" in report
+    experiment = (sweep_dir / "report.md").read_text()
+    row = next(line for line in experiment.split("### final validation loss", 1)[1].splitlines()
+               if line.startswith("| sd15-smoke+validation=0.1:1+crop-flip |"))
+    assert re.search(r"\| 2 \| [-0-9.e]+ \[[-0-9.e]+, [-0-9.e]+\] \| [-0-9.e]+ \[[-0-9.e]+, [-0-9.e]+\] \| ", row), row
+    assert "seeds: 42, 43" in experiment and "Welch's t" in experiment
