@@ -286,3 +286,13 @@ def test_validation_running_averages_become_each_pass_mean(tmp_path, steps_per_e
     assert divergence["value"].to_numpy() + 0.1 == pytest.approx(got["value"].to_numpy(), rel=1e-5, abs=1e-7)
     decoded = any("running average" in note for note in frame.attrs["notes"])
     assert decoded == any(abs(logged[s] - truth[s]) > 1e-6 for s in logged)
+
+
+def test_validation_pass_seconds_come_from_the_log_timestamps(tmp_path):
+    from wrapper.curves.smoothing import validation_pass_seconds
+
+    points = sd_points([0.1] * 10, validation=lambda s: 0.2, validate_every=5)  # 1 s between points
+    frame = read_quiet([write_events(tmp_path, points)])
+    # each step writes loss/current, loss/average, lr/unet, lr/group0, then the validation average
+    assert validation_pass_seconds(frame) == (2, 4.0)
+    assert validation_pass_seconds(frame[frame["tag"] != "loss/validation/step_average"]) == (0, None)

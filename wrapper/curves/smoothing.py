@@ -61,3 +61,17 @@ def epoch_steps(frame: pd.DataFrame, tag: str) -> tuple[np.ndarray, np.ndarray]:
     at = np.searchsorted(walls, rows["wall_time"].to_numpy(), side="right") - 1
     placed = np.where(at >= 0, steps[np.clip(at, 0, None)] if len(steps) else 0, 0)
     return placed.astype(np.int64), rows["value"].to_numpy(dtype=float)
+
+
+def validation_pass_seconds(frame: pd.DataFrame) -> tuple[int, float | None]:
+    """(step-validation passes, their median duration in seconds), from the log's timestamps: a pass at
+    step s runs after the step's training scalars are written and ends when its average is."""
+    import numpy as np
+
+    from wrapper.kohya.logs import VAL_STEP
+
+    val = frame[frame["tag"] == VAL_STEP]
+    trained = frame[frame["tag"] == LOSS_CURRENT].drop_duplicates("step", keep="last").set_index("step")["wall_time"]
+    durations = [wall - trained[step] for step, wall in zip(val["step"], val["wall_time"], strict=True)
+                 if step in trained.index]
+    return len(val), float(np.median(durations)) if durations else None

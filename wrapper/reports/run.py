@@ -238,7 +238,7 @@ def report_blocks(view: RunView, thresholds: curves.Thresholds, verdicts: Sequen
             "validation.png",
             plots.validation_plot(view.scalars, weight),
             "Validation loss",
-            "validation averages; epoch points placed at the last step logged before them",
+            _validation_caption(view.scalars),
             "Validation loss: none logged (the run has no validation split).",
         ),
     ]
@@ -256,6 +256,14 @@ def report_blocks(view: RunView, thresholds: curves.Thresholds, verdicts: Sequen
     blocks += [Heading("Recipe"), *_recipe_items(view)]
     blocks += [Heading("Verdicts"), verdict_table(verdicts)]
     return blocks + later
+
+
+def _validation_caption(frame: pd.DataFrame) -> str:
+    from wrapper.curves.smoothing import validation_pass_seconds
+
+    passes, seconds = validation_pass_seconds(frame)
+    cost = f"; {passes} step passes, {seconds:.1f} s each (median, from the log's timestamps)" if seconds else ""
+    return "each validation pass's mean loss; epoch points placed at the last step logged before them" + cost
 
 
 def _generations(view: RunView) -> list:
