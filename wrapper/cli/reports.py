@@ -49,12 +49,12 @@ def _echo_warnings(warnings: list[str]) -> None:
 @click.option("--method", type=click.Choice(["t", "bootstrap"]), default="t", show_default=True,
               help="Sweep folders: intervals by Student's/Welch's t, or by a percentile bootstrap.")
 def report(run_dirs: tuple[str, ...], smoothing: float, quiet: bool, method: str) -> None:
-    """Write a loss report (report.html, report.md, plots/) into each run folder, or an experiment report
-    into each sweep folder.
+    """Write a loss report into each run folder, or an experiment report into each sweep folder.
 
     Example: gaze report runs/sd15-standard/20240101T120000Z-a1b2c3
 
-    A sweep folder (runs/sweeps/<time>-<id>) gets the experiment report: for every variant and metric
+    Each is report.html, report.md and plots/. A sweep folder (runs/sweeps/<time>-<id>) gets the
+    experiment report: for every variant and metric
     the mean over seeds with its 95% interval and the difference from the baseline with its interval,
     flagged "beyond seed noise" when that interval excludes zero; curves with the seeds' spread as a
     band; each member's run report linked.
