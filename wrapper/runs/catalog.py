@@ -201,9 +201,12 @@ def with_progress(row: RunRow, cache: dict[str, Any] | None = None) -> RunRow:
     `gaze status` reads it, train.log's progress line included; an ended one from its TensorBoard logs,
     or from `cache` (updated here) when its event files are the ones it was read from."""
     if row.state in (*runs.ACTIVE, "lost"):
+        from wrapper.curves.tblog import EventFileWarning
         from wrapper.runs.watch import progress_of
 
-        step, loss = progress_of(row.path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", EventFileWarning)  # a file being written ends in half a record
+            step, loss = progress_of(row.path)
         return replace(row, step=step, loss=loss)
     if not runs.logs_dir(row.path).is_dir():
         return row
