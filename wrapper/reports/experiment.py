@@ -19,11 +19,9 @@ from wrapper.errors import RunError
 from wrapper.reports import pages, plots
 from wrapper.reports.measures import comparison_metric_blocks
 from wrapper.reports.pages import Cell, Fold, Heading, Image, Items, Para, Table
-from wrapper.reports.run import RunView, load_run, render_report, verdict_table
+from wrapper.reports.run import REPORT, REPORT_HTML, RunView, load_run, render_report, verdict_table
 from wrapper.runs import layout as runs
 from wrapper.runs.sweeps import SweepRecord, read_sweep
-
-DOCUMENT = "report"
 
 
 @dataclass(frozen=True)
@@ -164,7 +162,7 @@ def _curve_blocks(replicates: Sequence[Replicate], variants: Sequence[str], weig
 def _member_blocks(replicates: Sequence[Replicate], sweep_dir: Path, thresholds: curves.Thresholds) -> list:
     rows, folds = [], []
     for r in replicates:
-        report = r.view.path / f"{DOCUMENT}.html"
+        report = r.view.path / REPORT_HTML
         final = r.metrics.get("final_loss") if r.metrics else None
         rows.append([r.spec, str(r.seed), r.view.status.get("state", "unknown"),
                      "-" if final is None else f"{final:.4g}",
@@ -181,7 +179,7 @@ def refresh_member_reports(replicates: Sequence[Replicate], thresholds: curves.T
     for r in replicates:
         if r.view.status.get("state") in ("queued", "running"):
             continue
-        report, status = r.view.path / f"{DOCUMENT}.html", r.view.path / runs.STATUS
+        report, status = r.view.path / REPORT_HTML, r.view.path / runs.STATUS
         if not report.is_file() or (status.is_file() and status.stat().st_mtime > report.stat().st_mtime):
             render_report(r.view, thresholds)
 
@@ -207,7 +205,7 @@ def write_experiment_report(sweep_dir: Path | str, *, thresholds: curves.Thresho
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     title = f"Experiment: {baseline_of(record)}" + (f" and {len(record.variants)} variant(s)"
                                                     if record.kind == "sweep" else "")
-    paths = pages.write_document(sweep_dir, DOCUMENT, title, blocks, f"{sweep_dir.name} · written {stamp}")
+    paths = pages.write_document(sweep_dir, REPORT, title, blocks, f"{sweep_dir.name} · written {stamp}")
     left_out = [f"{r.spec} seed {r.seed}: {r.view.status.get('state', 'unknown')}" for r in replicates
                 if r.metrics is None]
     return ExperimentWritten(paths, beyond, left_out)

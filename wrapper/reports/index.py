@@ -15,10 +15,10 @@ from pathlib import Path
 from wrapper.files import write_atomic
 from wrapper.reports import pages
 from wrapper.reports.pages import Cell, Code, Fold, Heading, Items, Para, Table
+from wrapper.reports.run import REPORT_HTML as REPORT
 from wrapper.runs.catalog import COLUMNS, RunRow, SweepRow, catalog, cells, sort_rows, sweep_rows, time_text
 
 INDEX = "index.html"
-REPORT = "report.html"  # a run's report (wrapper.reports.run), and a sweep's
 LEVELS = {"succeeded": "ok", "failed": "bad", "interrupted": "warn", "lost": "warn", "running": "info"}
 PROMPT = "Tick two or more runs to build the command."
 

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from wrapper.errors import GazeError, RunError
+from wrapper.kohya import configs
+from wrapper.reports.run import REPORT, REPORT_HTML
 from wrapper.runs import layout as runs
 
 RUN_TAG = "gaze.run"
@@ -33,8 +35,9 @@ STORE, ARTIFACTS = "mlflow.db", "mlflow-artifacts"
 ENDED = {"succeeded": "FINISHED", "failed": "FAILED", "interrupted": "KILLED"}
 MAX_PARAM = 6000  # MLflow's longest parameter value
 BATCH = 1000  # MLflow's most metrics in one log_batch call
-RECORDS = (runs.RECIPE, runs.RUN, runs.STATUS, runs.ENVIRONMENT, "config.toml", "dataset.toml", "sample_prompts.txt")
-REPORT_FILES = ("report.html", "report.md", "report.png")
+RECORDS = (runs.RECIPE, runs.RUN, runs.STATUS, runs.ENVIRONMENT, configs.ARGUMENTS_FILE, configs.DATASET_FILE,
+           configs.PROMPTS_FILE)
+REPORT_FILES = (REPORT_HTML, f"{REPORT}.md")
 Log = Callable[[str], None]
 
 
@@ -256,6 +259,6 @@ def _log_artifacts(client: Any, run_id: str, run_dir: Path, judged: list, with_l
             if there.get(f"lora/{path.name}") != path.stat().st_size:
                 client.log_artifact(run_id, str(path), "lora")
     notes = []
-    if not (run_dir / "report.html").is_file():
+    if not (run_dir / REPORT_HTML).is_file():
         notes.append("no report yet: `gaze report` it and export again to add the report and sample grid")
     return notes

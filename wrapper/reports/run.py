@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 MAX_SAMPLE_COLUMNS = 12
+#: A report's file stem: report.html and report.md (and plots/) in a run folder, or in a sweep folder.
+REPORT = "report"
+REPORT_HTML = f"{REPORT}.html"
 
 
 @dataclass
@@ -336,4 +339,4 @@ def render_report(view: RunView, thresholds: curves.Thresholds | None = None) ->
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     subtitle = f"{view.path.name} · {view.status.get('state', 'state unknown')} · report written {stamp}"
     blocks = report_blocks(view, thresholds, verdicts)
-    return Written(pages.write_document(view.path, "report", view.name, blocks, subtitle), verdicts, view.warnings())
+    return Written(pages.write_document(view.path, REPORT, view.name, blocks, subtitle), verdicts, view.warnings())
