@@ -454,14 +454,17 @@ def demo(family: str, runs_dir: str, cache_dir: str, sd_scripts: str | None) -> 
         checkout=checkout,
         tokenizer_cache_dir=assets.tokenizer_cache_dir,
     )
-    outcome = start_run(recipe, request, log=click.echo, on_line=ProgressPrinter())
-    if outcome.status.state == "succeeded":
-        from wrapper.reports.run import write_report
+    from wrapper.cli.runs import index_refreshed
 
-        paths = write_report(outcome.run_dir).paths
-        html = next((p for p in paths if p.suffix == ".html"), paths[0] if paths else None)
-        click.echo(f"report: {html}")
-    _report_outcome(outcome)
+    with index_refreshed(request.runs_dir):
+        outcome = start_run(recipe, request, log=click.echo, on_line=ProgressPrinter())
+        if outcome.status.state == "succeeded":
+            from wrapper.reports.run import write_report
+
+            paths = write_report(outcome.run_dir).paths
+            html = next((p for p in paths if p.suffix == ".html"), paths[0] if paths else None)
+            click.echo(f"report: {html}")
+        _report_outcome(outcome)
 
 
 COMMANDS = [run, resume, queue, sweep, demo]
