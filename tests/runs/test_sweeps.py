@@ -253,3 +253,13 @@ def test_a_sweep_record_with_a_bad_member_seed_is_refused(tmp_path):
     write_json(sweep_dir / sweeps.SWEEP, data)
     with pytest.raises(RunError, match=r"members\[0\].*seed"):
         sweeps.read_sweep(sweep_dir)
+
+
+def test_replicates_are_told_apart_by_seed_in_status(tmp_path):
+    recipe = registry.resolve("sd15-smoke")
+    sweep_dir, record = sweeps.create_sweep(tmp_path / "runs", [("sd15-smoke", r) for r in
+                                                                sweeps.with_seeds(recipe, [42, 43])],
+                                            kind="sweep", backend="local", parallel=1, baseline="sd15-smoke")
+    assert [v.name for v in watch.view_sweep(sweep_dir)] == ["sd15-smoke seed=42", "sd15-smoke seed=43"]
+    single, _ = _sweep(tmp_path / "single")
+    assert [v.name for v in watch.view_sweep(single)] == ["sd15-smoke", "sd15-smoke+steps=2"]

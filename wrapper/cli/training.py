@@ -279,7 +279,7 @@ def _start(planned: list, runs_dir: Path, backend: str, execution: dict, options
         sweep_dir, record = create_sweep(runs_dir, [(s, r) for s, r, _ in planned], kind=kind, backend="slurm",
                                          parallel=parallel, baseline=baseline, variants=variants,
                                          gpus_per_run=resources.gpus_per_run, resources=_as_dict(resources))
-        items = _pool_items(planned, record, seeds)
+        items = _pool_items(planned, record)
         _on_slurm(sweep_dir, items, resources, parallel, execution["wait"])
         return
     slots = _local_slots(planned, execution, options)
@@ -288,7 +288,7 @@ def _start(planned: list, runs_dir: Path, backend: str, execution: dict, options
     sweep_dir, record = create_sweep(runs_dir, [(s, r) for s, r, _ in planned], kind=kind, backend="local",
                                      parallel=len(slots), baseline=baseline, variants=variants,
                                      gpus_per_run=execution["gpus_per_run"])
-    items = _pool_items(planned, record, seeds)
+    items = _pool_items(planned, record)
     _on_local(sweep_dir, items, slots)
 
 
@@ -302,12 +302,13 @@ def _replicates(planned: list, seeds: str | None) -> list:
             for seeded in with_seeds(recipe, seeds_from(seeds, recipe.training.seed))]
 
 
-def _pool_items(planned: list, record, seeds: str | None) -> list:
+def _pool_items(planned: list, record) -> list:
     """What the pool runs: each member, named with its seed when there are replicates."""
     from wrapper.runs.pool import PoolItem
+    from wrapper.runs.sweeps import member_label
 
-    return [PoolItem(f"{s} seed={r.training.seed}" if seeds else s, r, q, Path(m.run_dir))
-            for (s, r, q), m in zip(planned, record.members, strict=True)]
+    return [PoolItem(member_label(m, record), r, q, Path(m.run_dir))
+            for (_, r, q), m in zip(planned, record.members, strict=True)]
 
 
 def _with_gpus(request, gpus: int):

@@ -118,6 +118,11 @@ def seeds_from(text: str, base: int) -> list[int]:
     return numbers
 
 
+def member_label(member: Member, record: SweepRecord) -> str:
+    """A member's name in tables: its spec, with its seed when the sweep has replicates."""
+    return f"{member.spec} seed={member.seed}" if len(record.seeds) > 1 and member.seed is not None else member.spec
+
+
 def sweep_of(run_dir: Path) -> Path | None:
     """The sweep folder a run belongs to (its placement names it), or None."""
     name = runs.read_placement(run_dir).sweep

@@ -115,8 +115,9 @@ def view_sweep(sweep_dir: Path) -> list[RunView]:
     record = sweeps.read_sweep(sweep_dir)
     jobs = slurm_jobs(record)
     queue = slurm.task_states([j for j in jobs if j]) if any(jobs) else None
-    views = [view_run(m, name=spec, slurm_job=job, queue=queue)
-             for m, spec, job in zip(record.member_dirs(), [m.spec for m in record.members], jobs, strict=True)]
+    names = [sweeps.member_label(m, record) for m in record.members]
+    views = [view_run(m, name=name, slurm_job=job, queue=queue)
+             for m, name, job in zip(record.member_dirs(), names, jobs, strict=True)]
     unsubmitted = record.backend == "slurm"  # a member left out of the array (its checks failed) has no job
     return [replace(v, state="lost", message="never submitted to Slurm")
             if unsubmitted and job is None and v.state == "queued" else v for v, job in zip(views, jobs, strict=True)]
