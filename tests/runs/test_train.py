@@ -23,12 +23,12 @@ from wrapper.kohya.argv import accelerate_argv, resume_args
 from wrapper.kohya.failures import classify
 from wrapper.kohya.models import checkpoint_family
 from wrapper.runs import layout as runs
+from wrapper.runs.inputs import check_model
 from wrapper.runs.queue import format_table, run_queue
 from wrapper.runs.resume import continuity, plan_resume, resume_run, set_aside_later_files
 from wrapper.runs.train import (
     Outcome,
     RunRequest,
-    check_model,
     check_version,
     device_problems,
     launch,

@@ -12,7 +12,6 @@ import dataclasses
 import os
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,17 +19,16 @@ from typing import Any
 from wrapper.errors import ConfigError, DatasetError, GazeError, RunError, collect
 from wrapper.files import write_atomic, write_json
 from wrapper.kohya import argv as kohya_argv
-from wrapper.kohya import configs, interface, models, outputs
+from wrapper.kohya import configs, interface, outputs
 from wrapper.kohya.checkout import require_trackers, trainer_env, trainer_python
 from wrapper.kohya.failures import Failure, classify
 from wrapper.kohya.render import SCRIPTS, Places
 from wrapper.launch import run_streaming
-from wrapper.recipe import Recipe, evolve
+from wrapper.recipe import Recipe
 from wrapper.runs import layout as runs
 from wrapper.runs import provenance
-from wrapper.settings import PREPARED, Settings, dataset_for, model_for
-
-Log = Callable[[str], None]
+from wrapper.runs.inputs import Log, prepare_images
+from wrapper.settings import Settings, dataset_for, model_for
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,52 +109,6 @@ def recipe_record(recipe: Recipe) -> runs.RecipeRecord:
     )
 
 
-def check_model(recipe: Recipe, model: Path) -> Recipe:
-    """Refuse a checkpoint of the wrong family unless the recipe asks for a mismatch deliberately."""
-    family = models.checkpoint_family(model)
-    if family == recipe.family:
-        return recipe
-    names = models.CHECKPOINT_FAMILIES
-    if recipe.base_model == "default":
-        raise RunError(
-            f"{model} is an {names[family]} checkpoint but recipe {recipe.name!r} trains {names[recipe.family]}; "
-            "use a matching checkpoint, or add the mismatched-base modifier to do this on purpose"
-        )
-    if recipe.family == "sd15" and family == "sd2":
-        return evolve(recipe, training={"v2": True})  # sd-scripts loads SD2.x into train_network with --v2
-    raise RunError(
-        f"{model} is an {names[family]} checkpoint: sd-scripts cannot load it for an {names[recipe.family]} "
-        f"recipe even deliberately (its {names[recipe.family]} U-Net is fixed); mismatched-base works with "
-        "another checkpoint of the same architecture, or SD2.x for an SD1.x recipe"
-    )
-
-
-def audit(recipe: Recipe, folder: Path, log: Log) -> Recipe:
-    """Audit the prepared images; block on problems, raise max_token_length when captions need it."""
-    from wrapper.dataset.audit import audit_dataset
-
-    buckets = recipe.data.buckets if recipe.data.buckets.enabled else None
-    report = audit_dataset(
-        folder,
-        caption_extension=recipe.data.caption_extension,
-        resolution=recipe.data.resolution,
-        buckets=buckets,
-        family=recipe.family,
-        allow_empty_captions=recipe.prep.allow_empty_captions,
-    )
-    collect(list(report.problems), DatasetError, f"the prepared dataset {folder} cannot be trained on")
-    for warning in report.warnings:
-        log(f"warning: {warning}")
-    needed = report.required_max_token_length() or 75
-    if needed > recipe.training.max_token_length:
-        log(
-            f"captions need up to {report.max_tokens} CLIP tokens: max_token_length raised "
-            f"{recipe.training.max_token_length} -> {needed} for this run"
-        )
-        recipe = evolve(recipe, training={"max_token_length": needed})
-    return recipe
-
-
 def resolve_attention(recipe: Recipe, device: dict[str, Any]) -> str:
     choice = recipe.training.attention
     if choice != "auto":
@@ -234,38 +186,7 @@ def absolute(request: RunRequest) -> RunRequest:
 
 def prepare_inputs(recipe: Recipe, request: RunRequest, log: Log) -> tuple[Recipe, Path]:
     """Check the model, prepare and audit the images: (the recipe as it will run, the prepared folder)."""
-    from wrapper.dataset.prep import prepare_for_recipe
-
-    recipe = check_model(recipe, request.model)
-    log(f"preparing {request.dataset} ({recipe.prep.mode})")
-    prepared = prepare_for_recipe(request.dataset, recipe.prep, request.cache_dir / PREPARED)
-    log(f"  {prepared.images} images in {prepared.path}{' (reused)' if prepared.reused else ''}")
-    return hold_out(audit(recipe, prepared.path, log), prepared.path, log), prepared.path.resolve()
-
-
-def hold_out(recipe: Recipe, folder: Path, log: Log) -> Recipe:
-    """With a validation split: one that holds out whole images in every subset, and what it costs."""
-    from collections import Counter
-
-    from wrapper.dataset.scan import scan
-    from wrapper.kohya import validation
-
-    wanted = recipe.data.validation_split
-    if wanted <= 0:
-        return recipe
-    counts = Counter(str(Path(item.image).parent) for item in scan(folder, recipe.data.caption_extension).items)
-    split = validation.clean_split(list(counts.values()), wanted)
-    held = sum(validation.split_counts(n, split)[1] for n in counts.values())
-    if split != wanted:
-        log(f"validation split {wanted:g} -> {split:.4g} for this run: sd-scripts would otherwise also train on "
-            "a held-out image")
-        recipe = evolve(recipe, data={"validation_split": split})
-    t = recipe.training
-    every = validation.every_n_steps(t.validate_every_n_steps, t.max_train_steps)
-    log(f"validation: {held} of {sum(counts.values())} images held out (not trained on), seed "
-        f"{recipe.data.validation_seed}; every {every} steps and at each epoch end, "
-        f"{held * validation.TIMESTEPS_PER_IMAGE} forward passes per evaluation")
-    return recipe
+    return prepare_images(recipe, request.dataset, request.model, request.cache_dir, log)
 
 
 def places_for(recipe: Recipe, request: RunRequest, image_dir: Path, folder: Path) -> Places:
