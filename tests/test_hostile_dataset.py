@@ -61,6 +61,13 @@ def _procs() -> list[tuple[int, int, int, str]]:
     return out
 
 
+def _default_stop_signals() -> None:
+    """A test runner started under `nohup` or as a background job ignores SIGHUP or SIGINT, and gaze
+    keeps a signal its caller ignores; the child under test gets the default ones."""
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 def _living_group(pgid: int) -> list[int]:
     return [pid for pid, _, group, state in _procs() if group == pgid and state != "Z"]
 
@@ -82,7 +89,8 @@ def test_a_stop_signal_ends_every_worker_and_leaves_no_staging(busy_source, tmp_
     cache = tmp_path / "cache"
     args = ["prep", str(busy_source), "--op", "stretch", "--size", "4096", "--format", "png", "--workers", "2"]
     proc = subprocess.Popen([*GAZE, *args, "--cache-dir", str(cache)], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=_default_stop_signals)  # fmt: skip
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # working: two workers, and a first image in the staging folder
