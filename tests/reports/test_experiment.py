@@ -80,7 +80,7 @@ def test_bootstrap_method_is_stated_and_validation_is_summarised(tmp_path):
     sweep_dir = make_sweep(tmp_path, {"sd15-smoke": (0.10, 2), "sd15-smoke+high-lr": (0.2, 2)}, validation=True)
     write_experiment_report(sweep_dir, method="bootstrap")
     md = (sweep_dir / "report.md").read_text()
-    assert f"{stats.RESAMPLES} resamples" in md
+    assert f"{stats.RESAMPLES} resamples" in md and "too narrow" in md
     assert "### final validation loss" in md and (sweep_dir / "plots" / "validation.png").is_file()
 
 

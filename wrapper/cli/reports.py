@@ -47,7 +47,8 @@ def _echo_warnings(warnings: list[str]) -> None:
 @smoothing_option
 @click.option("--quiet", "-q", is_flag=True, help="Print only the paths written, not the verdicts.")
 @click.option("--method", type=click.Choice(["t", "bootstrap"]), default="t", show_default=True,
-              help="Sweep folders: intervals by Student's/Welch's t, or by a percentile bootstrap.")
+              help="Sweep folders: intervals by Student's/Welch's t, or by a percentile bootstrap "
+                   "(too narrow with few seeds).")
 def report(run_dirs: tuple[str, ...], smoothing: float, quiet: bool, method: str) -> None:
     """Write a loss report into each run folder, or an experiment report into each sweep folder.
 

@@ -55,7 +55,8 @@ def describe(method: Method) -> str:
         return (f"{CONFIDENCE:.0%} intervals: Student's t for a mean over seeds, Welch's t (unequal variances) "
                 "for a difference of means")
     return (f"{CONFIDENCE:.0%} intervals: percentile bootstrap ({RESAMPLES} resamples, seeded) of the mean, "
-            "and of the difference of means")
+            "and of the difference of means; with few seeds its intervals are too narrow (3 seeds a side: "
+            "about 83% of intervals cover the truth, Welch's t 96%)")
 
 
 def mean_interval(values: Sequence[float], method: Method = "t") -> Interval:
