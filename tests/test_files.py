@@ -31,3 +31,14 @@ def test_write_json_and_bytes(tmp_path):
     assert json.loads((tmp_path / "a.json").read_text(encoding="utf-8")) == {"ü": [1, 2]}
     files.write_atomic(tmp_path / "b.bin", b"\x00\xff")
     assert (tmp_path / "b.bin").read_bytes() == b"\x00\xff"
+
+
+def test_write_atomic_keeps_a_files_mode_and_makes_new_ones_readable(tmp_path):
+    new = tmp_path / "report.html"
+    files.write_atomic(new, "a")
+    assert new.stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600: a report folder can be served or shared
+    kept = tmp_path / "notes.md"
+    kept.write_text("a")
+    kept.chmod(0o640)
+    files.write_atomic(kept, "b")
+    assert kept.stat().st_mode & 0o777 == 0o640 and kept.read_text() == "b"

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wrapper.errors import RunError
+from wrapper.files import write_atomic
 
 
 @dataclass(frozen=True)
@@ -264,17 +265,18 @@ def document_paths(folder: Path, stem: str, blocks: Sequence[Block]) -> list[Pat
 def write_document(folder: Path, stem: str, title: str, blocks: Sequence[Block], subtitle: str = "") -> list[Path]:
     """Write `<stem>.html`, `<stem>.md` and every image into `folder`; return the paths.
 
-    Every file is checked first (not a link, not a folder, writable), so a refusal writes nothing.
+    Every file is checked first (not a link, not a folder, writable), so a refusal writes nothing; each is
+    replaced atomically, so a report killed while writing leaves the previous one whole.
     """
     paths = document_paths(folder, stem, blocks)
     check_writable(folder, paths)
     for image in images(blocks):
         path = folder / image.name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(image.data)
+        write_atomic(path, image.data)
     for suffix, text in (
         (".html", to_html(title, blocks, subtitle)),
         (".md", to_markdown(title, blocks, subtitle)),
     ):
-        (folder / f"{stem}{suffix}").write_text(text, encoding="utf-8")
+        write_atomic(folder / f"{stem}{suffix}", text)
     return paths
