@@ -23,6 +23,7 @@ from wrapper.files import write_atomic
 from wrapper.kohya.logs import find_event_files
 from wrapper.runs import layout as runs
 from wrapper.runs import sweeps
+from wrapper.runs.watch import duration_text, progress_of
 
 STATES = get_args(runs.State)
 COLUMNS = ("run", "recipe", "glitches", "tweaks", "seed", "state", "steps", "loss", "duration", "started")
@@ -202,7 +203,6 @@ def with_progress(row: RunRow, cache: dict[str, Any] | None = None) -> RunRow:
     or from `cache` (updated here) when its event files are the ones it was read from."""
     if row.state in (*runs.ACTIVE, "lost"):
         from wrapper.curves.tblog import EventFileWarning
-        from wrapper.runs.watch import progress_of
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", EventFileWarning)  # a file being written ends in half a record
@@ -345,13 +345,6 @@ def sweep_rows(runs_dir: Path) -> list[SweepRow]:
 
 
 # ---- output ----------------------------------------------------------------------------------------
-
-
-def duration_text(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{secs:02d}s"
 
 
 def time_text(when: datetime | None) -> str:

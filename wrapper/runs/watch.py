@@ -150,7 +150,8 @@ def views_for(path: Path, limit: int = 20) -> list[RunView]:
     return view_runs_dir(path, limit)
 
 
-def _duration(seconds: float | None) -> str:
+def duration_text(seconds: float | None) -> str:
+    """Seconds as `gaze runs` and `gaze status` show them: 4m05s, 2h17m, or - when unknown."""
     if seconds is None:
         return "-"
     minutes, secs = divmod(int(seconds), 60)
@@ -160,7 +161,7 @@ def _duration(seconds: float | None) -> str:
 def format_views(views: list[RunView]) -> str:
     header = ("run", "state", "where", "step", "loss", "elapsed", "folder")
     body = [(v.name, v.state, v.where, "-" if v.step is None else f"{v.step}/{v.total or '?'}",
-             "-" if v.loss is None else f"{v.loss:.4f}", _duration(v.elapsed_s), str(v.run_dir)) for v in views]
+             "-" if v.loss is None else f"{v.loss:.4f}", duration_text(v.elapsed_s), str(v.run_dir)) for v in views]
     widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in [header, *body]]
     lines.insert(1, "  ".join("-" * w for w in widths))
